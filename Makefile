@@ -1,0 +1,37 @@
+# Walnut: the two commands a new user needs are `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+export WALNUT_HOME ?= $(CURDIR)/var
+
+.PHONY: setup demo test test-fast lint clean
+
+setup: $(VENV)/.synced  ## create .venv and install the locked dependencies (idempotent)
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv sync --frozen --quiet
+	@touch $@
+
+demo: setup  ## generate the synthetic hospitals, sync them, build the warehouse, print a summary
+	WALNUT_DEMO=1 $(BIN)/walnut demo-data
+	WALNUT_DEMO=1 $(BIN)/walnut sync east_liver
+	$(BIN)/walnut build
+	$(BIN)/walnut status
+	@echo
+	@echo "Runtime data is under $(WALNUT_HOME)/ (sources, landing, staging, fhir, gov, warehouse)."
+	@echo "Query it:  $(BIN)/walnut sql \"select count(*) from core.patient\""
+
+test: setup  ## the whole suite, slow end-to-end tests included
+	$(BIN)/pytest
+
+test-fast: setup  ## skip the slow end-to-end tests
+	$(BIN)/pytest -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:  ## remove runtime data (not the virtualenv)
+	rm -rf var

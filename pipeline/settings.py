@@ -1,0 +1,70 @@
+"""Runtime settings: where data lives and which hospitals exist, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Plain paths and flags; serialisable, so tasks can rebuild it from the environment."""
+
+    home: Path
+    mappings: Path
+    sources: Path
+    demo: bool
+
+    @property
+    def landing(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def staging(self) -> Path:
+        return self.home / "staging"
+
+    @property
+    def fhir(self) -> Path:
+        return self.home / "fhir"
+
+    @property
+    def gov(self) -> Path:
+        return self.home / "gov"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def warehouse_db(self) -> Path:
+        return self.warehouse / "walnut.duckdb"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    def source_dir(self, hospital: str) -> Path:
+        return self.sources / hospital
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Settings from WALNUT_HOME, WALNUT_MAPPINGS, WALNUT_SOURCES and WALNUT_DEMO."""
+    env = os.environ if environ is None else environ
+    home = Path(env.get("WALNUT_HOME") or REPO_ROOT / "var").resolve()
+    mappings = Path(env.get("WALNUT_MAPPINGS") or REPO_ROOT / "mappings").resolve()
+    sources = Path(env.get("WALNUT_SOURCES") or home / "sources").resolve()
+    demo = env.get("WALNUT_DEMO", "").lower() in {"1", "true", "yes"}
+    return Settings(home=home, mappings=mappings, sources=sources, demo=demo)
+
+
+def hospitals(settings: Settings | None = None) -> list[str]:
+    """Hospital ids: folders under mappings/ holding a source.yaml (`_shared` excluded)."""
+    root = (settings or load_settings()).mappings
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name for p in root.iterdir() if not p.name.startswith("_") and (p / "source.yaml").is_file()
+    )
