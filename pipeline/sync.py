@@ -1,0 +1,267 @@
+"""One hospital's nightly sync, as stages the CLI and the Airflow DAG both call.
+
+land -> stage -> validate -> map to FHIR -> reconcile. Each stage reads the previous layer
+and overwrites only its own files for the batch, so any stage can be rerun safely. Every
+function returns a small dict of counts (no PHI), fit for XCom and the terminal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter, defaultdict
+from zoneinfo import ZoneInfo
+
+import orjson
+import pandas as pd
+import pyarrow.parquet as pq
+
+from pipeline.batch_files import (
+    BatchFiles,
+    quarantine_frame,
+    read_json,
+    write_json,
+    write_parquet,
+)
+from pipeline.settings import Settings, load_settings
+from transforms.canonical import TABLES, arrow_schema
+from transforms.errors import ReconciliationError, ValidationFailed
+from transforms.extract.csv_export import read_csv_export
+from transforms.extract.landing import land_files, landed_batches, read_manifest
+from transforms.identity import load_pseudonym_key
+from transforms.mapping import SiteMapping, load_site_mapping
+from transforms.standardize import conform, standardize_table
+from transforms.units import load_unit_table
+
+log = logging.getLogger(__name__)
+
+
+def _context(hospital: str, settings: Settings | None) -> tuple[Settings, SiteMapping]:
+    settings = settings or load_settings()
+    folder = settings.mappings / hospital
+    if not (folder / "source.yaml").is_file():
+        from transforms.errors import ConfigError
+
+        raise ConfigError(
+            f"unknown hospital {hospital!r}: no mappings/{hospital}/source.yaml "
+            f"(known: {', '.join(sorted(p.name for p in settings.mappings.glob('[!_]*')))})"
+        )
+    return settings, load_site_mapping(folder)
+
+
+def _finished(files: BatchFiles) -> bool:
+    path = files.gov / "load_run.json"
+    return path.is_file() and read_json(path).get("status") == "success"
+
+
+def land_sources(hospital: str, settings: Settings | None = None) -> str | None:
+    """Land new files as a batch; returns that batch id, an unfinished earlier batch, or None."""
+    settings, mapping = _context(hospital, settings)
+    landing = settings.landing / hospital
+    for batch_id in landed_batches(landing):
+        if not _finished(BatchFiles(settings, hospital, batch_id)):
+            log.info("%s: resuming unfinished batch %s", hospital, batch_id)
+            return batch_id
+    return land_files(mapping, settings.source_dir(hospital), landing)
+
+
+def stage_batch(hospital: str, batch_id: str, settings: Settings | None = None) -> dict:
+    """Read every landed file of the batch into canonical staging Parquet, one file per table."""
+    settings, mapping = _context(hospital, settings)
+    files = BatchFiles(settings, hospital, batch_id)
+    key = load_pseudonym_key(allow_demo=settings.demo)
+    units = load_unit_table()
+    specs = {s.table: s for s in mapping.sources}
+    frames: dict[str, list[pd.DataFrame]] = defaultdict(list)
+    counts: dict[str, dict] = {}
+    rejected: list[dict] = []
+    for landed in read_manifest(files.landing):
+        spec = specs[landed.table]
+        raw = read_csv_export(files.landing / landed.name, spec.encoding, spec.delimiter)
+        staged = standardize_table(
+            raw.frame, landed.table, mapping,
+            key=key, batch_id=batch_id, source_file=landed.name, units=units,
+        )
+        frames[landed.table].append(staged.frame)
+        table_counts = counts.setdefault(landed.table, {"read": 0, "staged": 0, "dropped": {}})
+        table_counts["read"] += raw.rows_read
+        table_counts["staged"] += len(staged.frame)
+        for reason, n in staged.dropped.items():
+            table_counts["dropped"][reason] = table_counts["dropped"].get(reason, 0) + n
+        log.info("%s: %s read %d row(s) as %s", hospital, landed.name, raw.rows_read, raw.encoding)
+        for r in raw.rejected:
+            rejected.append(
+                {"hospital": hospital, "batch_id": batch_id, "table": landed.table,
+                 "source_file": landed.name, "source_row": r.source_row, "row_hash": None,
+                 "stage": "extract", "rule_id": r.rule, "reason": r.reason, "payload": None}
+            )
+    for table, parts in frames.items():
+        frame = pd.concat(parts, ignore_index=True)
+        write_parquet(frame, files.staging(table), arrow_schema(table))
+    write_parquet(quarantine_frame(rejected), files.quarantine("extract"))
+    write_json(files.gov / "stage.json", {"mapping_version": mapping.version, "tables": counts})
+    return {"hospital": hospital, "batch_id": batch_id, "staged": {t: c["staged"] for t, c in counts.items()},
+            "rejected_at_extract": len(rejected)}
+
+
+def _staged_tables(files: BatchFiles) -> list[str]:
+    return [t for t in TABLES if files.staging(t).is_file()]
+
+
+def read_staging(files: BatchFiles, table: str) -> pd.DataFrame:
+    return conform(pq.read_table(files.staging(table)).to_pandas(), table)
+
+
+def _payload(frame: pd.DataFrame) -> pd.Series:
+    """Pseudonymised staged rows as JSON, kept in quarantine so a row can be replayed."""
+    records = frame.drop(columns=["_row_hash"]).astype(object).where(frame.notna(), None)
+    return pd.Series(
+        [orjson.dumps(r, default=str).decode() for r in records.to_dict("records")],
+        index=frame.index,
+    )
+
+
+def validate_batch(hospital: str, batch_id: str, settings: Settings | None = None) -> dict:
+    """Run each table's suite once; failing rows go to quarantine, results to dq_result."""
+    from expectations.runner import validate_frame
+
+    settings, mapping = _context(hospital, settings)
+    files = BatchFiles(settings, hospital, batch_id)
+    run_date = dt.datetime.now(ZoneInfo(mapping.timezone)).date()
+    results: list[dict] = []
+    quarantined: list[dict] = []
+    critical: list[str] = []
+    summary: dict[str, int] = {}
+    for table in _staged_tables(files):
+        frame = read_staging(files, table)
+        outcome = validate_frame(table, frame, run_date=run_date)
+        for r in outcome.results:
+            results.append(
+                {"hospital": hospital, "batch_id": batch_id, "table": table,
+                 "check_id": r.check_id, "category": r.category, "severity": r.severity,
+                 "evaluated": r.evaluated, "failed": r.failed,
+                 "pass_rate": 1.0 if r.evaluated == 0 else 1 - r.failed / r.evaluated,
+                 "success": r.success, "explanation": r.explanation,
+                 "run_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+            )
+        critical += [f"{table}: {c.check_id} ({c.explanation})" for c in outcome.critical_failures]
+        failed = frame[frame["_row_hash"].isin(outcome.failed_rows)]
+        explanations = {r.check_id: r.explanation for r in outcome.results}
+        payloads = _payload(failed)
+        for idx, row in failed.iterrows():
+            for check_id in outcome.failed_rows[row["_row_hash"]]:
+                quarantined.append(
+                    {"hospital": hospital, "batch_id": batch_id, "table": table,
+                     "source_file": row["_source_file"], "source_row": int(row["_source_row"]),
+                     "row_hash": row["_row_hash"], "stage": "validate", "rule_id": check_id,
+                     "reason": explanations.get(check_id, check_id), "payload": payloads[idx]}
+                )
+        summary[table] = len(failed)
+    write_parquet(pd.DataFrame(results), files.gov / "dq_result.parquet")
+    write_parquet(quarantine_frame(quarantined), files.quarantine("validate"))
+    if critical:
+        raise ValidationFailed(
+            f"{hospital} batch {batch_id}: critical check(s) failed: " + "; ".join(critical)
+        )
+    return {"hospital": hospital, "batch_id": batch_id, "quarantined_rows": summary}
+
+
+def _quarantined_hashes(files: BatchFiles, stage: str) -> set[str]:
+    path = files.quarantine(stage)
+    if not path.is_file():
+        return set()
+    return set(pq.read_table(path, columns=["row_hash"]).column(0).drop_null().to_pylist())
+
+
+def map_batch_to_fhir(hospital: str, batch_id: str, settings: Settings | None = None) -> dict:
+    """Map rows that passed validation to FHIR R4 NDJSON, one file per resource type."""
+    from transforms.fhir.mapper import map_table, write_ndjson
+
+    settings, _ = _context(hospital, settings)
+    files = BatchFiles(settings, hospital, batch_id)
+    bad = _quarantined_hashes(files, "validate")
+    by_type: dict[str, list[dict]] = defaultdict(list)
+    errors: list[dict] = []
+    loaded: dict[str, int] = {}
+    for table in _staged_tables(files):
+        frame = read_staging(files, table)
+        frame = frame[~frame["_row_hash"].isin(bad)].reset_index(drop=True)
+        result = map_table(table, frame, hospital)
+        for rtype, resources in result.resources.items():
+            by_type[rtype].extend(resources)
+        failed = {h for h, _ in result.errors}
+        rows = frame.set_index("_row_hash")
+        for row_hash, reason in result.errors:
+            errors.append(
+                {"hospital": hospital, "batch_id": batch_id, "table": table,
+                 "source_file": rows.at[row_hash, "_source_file"],
+                 "source_row": int(rows.at[row_hash, "_source_row"]), "row_hash": row_hash,
+                 "stage": "fhir", "rule_id": "fhir.valid_resource", "reason": reason,
+                 "payload": None}
+            )
+        loaded[table] = len(frame) - len(failed)
+    if files.fhir.exists():
+        for old in files.fhir.glob("*.ndjson"):
+            old.unlink()
+    counts = {rtype: write_ndjson(res, files.fhir / f"{rtype}.ndjson") for rtype, res in by_type.items()}
+    write_parquet(quarantine_frame(errors), files.quarantine("fhir"))
+    write_json(files.gov / "fhir.json", {"loaded": loaded, "resources": counts})
+    return {"hospital": hospital, "batch_id": batch_id, "resources": counts}
+
+
+def reconcile_batch(hospital: str, batch_id: str, settings: Settings | None = None) -> dict:
+    """Check rows read = loaded + quarantined + dropped per table; record the load run."""
+    settings, mapping = _context(hospital, settings)
+    files = BatchFiles(settings, hospital, batch_id)
+    stage = read_json(files.gov / "stage.json")
+    fhir = read_json(files.gov / "fhir.json")
+    quarantine = pd.concat(
+        [pq.read_table(files.quarantine(s)).to_pandas() for s in ("extract", "validate", "fhir")],
+        ignore_index=True,
+    )
+    per_table = Counter(
+        quarantine.drop_duplicates(["table", "source_file", "source_row"])["table"].tolist()
+    )
+    rows, unbalanced = [], []
+    for table, counts in stage["tables"].items():
+        dropped = sum(counts["dropped"].values())
+        loaded = fhir["loaded"].get(table, 0)
+        q = per_table.get(table, 0)
+        balanced = counts["read"] == loaded + q + dropped
+        rows.append(
+            {"hospital": hospital, "batch_id": batch_id, "table": table, "read": counts["read"],
+             "staged": counts["staged"], "quarantined": q, "dropped": dropped,
+             "dropped_by_reason": orjson.dumps(counts["dropped"]).decode(), "loaded": loaded,
+             "balanced": balanced}
+        )
+        if not balanced:
+            unbalanced.append(
+                f"{table}: read {counts['read']} != loaded {loaded} + quarantined {q} "
+                f"+ dropped {dropped}"
+            )
+    write_parquet(pd.DataFrame(rows), files.gov / "reconciliation.parquet")
+    status = "failed" if unbalanced else "success"
+    run = {"hospital": hospital, "batch_id": batch_id, "status": status,
+           "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+           "mapping_version": stage["mapping_version"],
+           "read": sum(r["read"] for r in rows), "loaded": sum(r["loaded"] for r in rows),
+           "quarantined": sum(r["quarantined"] for r in rows),
+           "dropped": sum(r["dropped"] for r in rows), "resources": sum(fhir["resources"].values())}
+    write_json(files.gov / "load_run.json", run)
+    if unbalanced:
+        raise ReconciliationError(
+            f"{hospital} batch {batch_id} does not balance: " + "; ".join(unbalanced)
+        )
+    return run
+
+
+def sync_hospital(hospital: str, settings: Settings | None = None) -> dict:
+    """Run every stage for the hospital's new files; returns the load run (or a no-op note)."""
+    settings = settings or load_settings()
+    batch_id = land_sources(hospital, settings)
+    if batch_id is None:
+        return {"hospital": hospital, "batch_id": None, "status": "nothing new"}
+    stage_batch(hospital, batch_id, settings)
+    validate_batch(hospital, batch_id, settings)
+    map_batch_to_fhir(hospital, batch_id, settings)
+    return reconcile_batch(hospital, batch_id, settings)

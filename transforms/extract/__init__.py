@@ -1,0 +1,1 @@
+"""Source readers: one module per source kind, all producing raw string frames."""

@@ -1,0 +1,238 @@
+"""Hospital mapping files (source.yaml, columns.yaml, codes/*.csv) parsed into typed models.
+
+A mistake in a mapping stops the run before anything is read, with one message naming the
+file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from transforms.canonical import TABLES
+from transforms.errors import MappingError
+
+# Source columns may feed an identity role instead of a canonical column. Identity roles are
+# consumed by pseudonymisation and never reach staging.
+IDENTITY_ROLES = {"mrn", "resident_id", "name"}
+
+CODE_SYSTEMS = {
+    "http://hl7.org/fhir/sid/icd-10",
+    "http://hl7.org/fhir/sid/icd-10-cm",
+    "http://terminology.hl7.org/CodeSystem/icd-o-3",
+    "http://loinc.org",
+    "http://snomed.info/sct",
+    "http://www.whocc.no/atc",
+    "http://www.nlm.nih.gov/research/umls/rxnorm",
+}
+
+CODE_COLUMNS = ("local_code", "system", "code", "display", "source_url", "updated")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSpec(_Strict):
+    """One export feeding one canonical table."""
+
+    table: str
+    kind: Literal["csv"]
+    files: str = Field(description="glob relative to the hospital's source folder")
+    encoding: str = "auto"
+    delimiter: str = ","
+
+    @field_validator("table")
+    @classmethod
+    def _known_table(cls, value: str) -> str:
+        if value not in TABLES:
+            raise ValueError(f"unknown canonical table {value!r}; expected one of {sorted(TABLES)}")
+        return value
+
+
+class SourceFile(_Strict):
+    hospital: str
+    name: str = ""
+    timezone: str = "Asia/Shanghai"
+    sources: list[SourceSpec]
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; expected an IANA name") from exc
+        return value
+
+
+class ColumnSpec(_Strict):
+    """How one source column becomes a canonical column (or an identity role, or is dropped)."""
+
+    to: str | None = None
+    drop: bool = False
+    values: str | None = Field(default=None, description="name of a value map in columns.yaml")
+    codes: str | None = Field(default=None, description="codes/<name>.csv concept map")
+    formats: list[str] | None = None
+
+
+class TableColumns(_Strict):
+    columns: dict[str, ColumnSpec]
+
+
+class CodeEntry(_Strict):
+    system: str
+    code: str
+    display: str
+
+
+class SiteMapping(_Strict):
+    """Everything needed to stage one hospital, plus a version hash of the files it came from."""
+
+    hospital: str
+    timezone: str
+    sources: list[SourceSpec]
+    tables: dict[str, TableColumns]
+    value_maps: dict[str, dict[str, str]]
+    code_maps: dict[str, dict[str, list[CodeEntry]]]
+    version: str
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise MappingError(f"{path.name}: file not found in {path.parent.name}/")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise MappingError(f"{path.parent.name}/{path.name}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise MappingError(f"{path.parent.name}/{path.name}: expected a mapping at the top level")
+    return data
+
+
+def _explain(path: Path, exc: ValidationError) -> MappingError:
+    first = exc.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    return MappingError(f"{path.parent.name}/{path.name}: {key}: {first['msg']}")
+
+
+def _parse_columns(path: Path, raw: dict) -> tuple[dict[str, TableColumns], dict[str, dict]]:
+    value_maps = raw.pop("value_maps", {}) or {}
+    tables: dict[str, TableColumns] = {}
+    for table, columns in raw.items():
+        where = f"{path.parent.name}/{path.name}: {table}"
+        if table not in TABLES:
+            raise MappingError(f"{where}: unknown canonical table; expected one of {sorted(TABLES)}")
+        if not isinstance(columns, dict):
+            raise MappingError(f"{where}: expected source column -> spec entries")
+        specs: dict[str, ColumnSpec] = {}
+        targets: dict[str, str] = {}
+        allowed = {c.name for c in TABLES[table]} | IDENTITY_ROLES
+        for source, spec in columns.items():
+            if spec == "drop":
+                spec = {"drop": True}
+            elif isinstance(spec, str):
+                spec = {"to": spec}
+            try:
+                parsed = ColumnSpec.model_validate(spec)
+            except ValidationError as exc:
+                raise MappingError(f"{where}.{source}: {exc.errors()[0]['msg']}") from exc
+            if parsed.drop:
+                specs[str(source)] = parsed
+                continue
+            if parsed.to not in allowed:
+                raise MappingError(
+                    f"{where}.{source}: unknown canonical column {parsed.to!r}; "
+                    f"expected one of {sorted(allowed)} or 'drop'"
+                )
+            if parsed.to in targets:
+                raise MappingError(
+                    f"{where}.{source}: duplicate mapping to {parsed.to!r} "
+                    f"(already mapped from {targets[parsed.to]!r})"
+                )
+            if parsed.values and parsed.values not in value_maps:
+                raise MappingError(
+                    f"{where}.{source}: value map {parsed.values!r} is not defined under value_maps"
+                )
+            targets[parsed.to] = str(source)
+            specs[str(source)] = parsed
+        if "mrn" not in targets:
+            raise MappingError(f"{where}: no column maps to 'mrn' (the patient's record number)")
+        tables[table] = TableColumns(columns=specs)
+    return tables, value_maps
+
+
+def _read_code_map(path: Path) -> dict[str, list[CodeEntry]]:
+    where = f"{path.parent.parent.name}/codes/{path.name}"
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in CODE_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise MappingError(f"{where}: missing columns {missing}; expected {list(CODE_COLUMNS)}")
+        entries: dict[str, list[CodeEntry]] = {}
+        seen: set[tuple[str, str]] = set()
+        for line, row in enumerate(reader, start=2):
+            if row["system"] not in CODE_SYSTEMS:
+                raise MappingError(
+                    f"{where}: line {line}: unknown code system {row['system']!r}; "
+                    f"expected one of {sorted(CODE_SYSTEMS)}"
+                )
+            key = (row["local_code"], row["system"])
+            if key in seen:
+                raise MappingError(
+                    f"{where}: line {line}: duplicate mapping of {row['local_code']!r} to {row['system']}"
+                )
+            seen.add(key)
+            entry = CodeEntry(system=row["system"], code=row["code"], display=row["display"])
+            entries.setdefault(row["local_code"], []).append(entry)
+    return entries
+
+
+def _version_of(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(folder).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def load_site_mapping(folder: Path) -> SiteMapping:
+    """Parse and cross-check mappings/<hospital>/; raises MappingError naming file and key."""
+    source_path = folder / "source.yaml"
+    try:
+        source = SourceFile.model_validate(_read_yaml(source_path))
+    except ValidationError as exc:
+        raise _explain(source_path, exc) from exc
+    if source.hospital != folder.name:
+        raise MappingError(
+            f"{folder.name}/source.yaml: hospital: {source.hospital!r} must equal the folder name"
+        )
+    tables, value_maps = _parse_columns(folder / "columns.yaml", _read_yaml(folder / "columns.yaml"))
+    code_maps = {p.stem: _read_code_map(p) for p in sorted((folder / "codes").glob("*.csv"))}
+    for spec in source.sources:
+        if spec.table not in tables:
+            raise MappingError(
+                f"{folder.name}/columns.yaml: no entry for table {spec.table!r} used in source.yaml"
+            )
+    for table, cols in tables.items():
+        for source_col, col in cols.columns.items():
+            if col.codes and col.codes not in code_maps:
+                raise MappingError(
+                    f"{folder.name}/columns.yaml: {table}.{source_col}: codes/{col.codes}.csv not found"
+                )
+    return SiteMapping(
+        hospital=source.hospital,
+        timezone=source.timezone,
+        sources=source.sources,
+        tables=tables,
+        value_maps=value_maps,
+        code_maps=code_maps,
+        version=_version_of(folder),
+    )

@@ -1,0 +1,191 @@
+"""Staging: raw source rows -> one canonical table (renamed, typed, coded, pseudonymised).
+
+Grain is kept: one staged row per accepted source row. Exact duplicate rows are dropped and
+counted; values that cannot be parsed are nulled and their columns listed in `_unparsed`, so
+validation quarantines the row with a reason instead of the load crashing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from transforms.canonical import TABLES, columns_of
+from transforms.dates import parse_local_datetimes, to_local_date, to_utc, unparseable_mask
+from transforms.errors import MappingError
+from transforms.identity import normalise_resident_id, pseudonymise, resident_id_valid, row_hashes
+from transforms.mapping import ColumnSpec, SiteMapping
+from transforms.units import UnitTable, convert_to_ucum, normalise_unit_spelling, parse_numeric
+
+log = logging.getLogger(__name__)
+
+# Which system of a concept map fills which canonical columns, per table.
+CODE_TARGETS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "diagnosis": ("http://hl7.org/fhir/sid/icd-10", ("icd10_code", "icd10_display")),
+    "lab": ("http://loinc.org", ("loinc_code", "loinc_display")),
+    "treatment": (None, ("code_system", "code", "display")),
+}
+
+
+@dataclass
+class StagedTable:
+    frame: pd.DataFrame
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def _blank_to_na(values: pd.Series) -> pd.Series:
+    text = values.astype("string").str.strip()
+    return text.mask(text == "", pd.NA)
+
+
+def _check_headers(raw: pd.DataFrame, table: str, mapping: SiteMapping, source_file: str) -> None:
+    specs = mapping.tables[table].columns
+    missing = [c for c, s in specs.items() if not s.drop and c not in raw.columns]
+    if missing:
+        found = [c for c in raw.columns if c != "_source_row"]
+        raise MappingError(
+            f"{mapping.hospital}/columns.yaml: {table}: column(s) {missing} not found in "
+            f"{source_file}; its headers are {found}"
+        )
+
+
+def _typed(
+    values: pd.Series, dtype: str, spec: ColumnSpec, tz: str
+) -> tuple[pd.Series, pd.Series, pd.Series | None]:
+    """Cast one column to its canonical dtype: (typed, unparseable mask, local wall time)."""
+    if dtype in {"date", "timestamp"}:
+        kwargs = {"formats": spec.formats} if spec.formats else {}
+        local = parse_local_datetimes(values, **kwargs)
+        bad = unparseable_mask(values, local)
+        typed = to_local_date(local) if dtype == "date" else to_utc(local, tz)
+        return typed, bad, local
+    if dtype in {"float", "int"}:
+        numbers = parse_numeric(values)
+        bad = values.notna() & numbers.isna()
+        if dtype == "int":
+            fractional = numbers.notna() & (numbers % 1 != 0)
+            bad = bad | fractional
+            numbers = numbers.mask(fractional).astype("Int64")
+        return numbers, bad, None
+    return values, pd.Series(False, index=values.index), None
+
+
+def _apply_codes(out: pd.DataFrame, table: str, code_map: dict) -> None:
+    system, targets = CODE_TARGETS[table]
+    lookup: dict[str, tuple[str, ...]] = {}
+    for local, entries in code_map.items():
+        chosen = [e for e in entries if system is None or e.system == system]
+        if chosen:
+            e = chosen[0]
+            lookup[local] = (e.code, e.display) if system else (e.system, e.code, e.display)
+    locals_ = out["local_code"]
+    for i, column in enumerate(targets):
+        mapped = {k: v[i] for k, v in lookup.items()}
+        out[column] = locals_.map(mapped).astype("string")
+
+
+def standardize_table(
+    raw: pd.DataFrame,
+    table: str,
+    mapping: SiteMapping,
+    *,
+    key: bytes,
+    batch_id: str,
+    source_file: str,
+    units: UnitTable,
+) -> StagedTable:
+    """Map one raw export (strings under source headers + `_source_row`) to canonical `table`."""
+    _check_headers(raw, table, mapping, source_file)
+    specs = mapping.tables[table].columns
+    source_cols = [c for c in raw.columns if c != "_source_row"]
+    hashes = row_hashes(raw[source_cols], key, salt=f"{mapping.hospital}|{table}")
+    duplicate = hashes.duplicated(keep="first")
+    dropped = {"duplicate_row": int(duplicate.sum())} if duplicate.any() else {}
+    raw, hashes = raw.loc[~duplicate], hashes.loc[~duplicate]
+
+    dtypes = {c.name: c.dtype for c in TABLES[table]}
+    out = pd.DataFrame(index=raw.index)
+    unparsed: dict[str, pd.Series] = {}
+    for source_col, spec in specs.items():
+        if spec.drop or spec.to is None:
+            continue
+        values = _blank_to_na(raw[source_col])
+        target = spec.to
+        if target == "mrn":
+            out["patient_key"] = pseudonymise(values, key, f"mrn:{mapping.hospital}")
+        elif target == "resident_id":
+            normalised = normalise_resident_id(values)
+            valid = resident_id_valid(normalised)
+            out["resident_id_valid"] = valid
+            out["person_key"] = pseudonymise(normalised.where(valid.fillna(False)), key, "person")
+        elif target == "name":
+            continue  # used for linkage inside the hospital boundary only; never staged
+        else:
+            if spec.values:
+                vmap = mapping.value_maps[spec.values]
+                mapped = values.map(vmap).astype("string")
+                unparsed[target] = values.notna() & mapped.isna()
+                values = mapped
+            typed, bad, local = _typed(values, dtypes[target], spec, mapping.timezone)
+            out[target] = typed
+            unparsed[target] = unparsed[target] | bad if target in unparsed else bad
+            date_col = target.removesuffix("_at") + "_date"
+            if dtypes[target] == "timestamp" and date_col in dtypes and local is not None:
+                out[date_col] = to_local_date(local)  # keep the local calendar date beside UTC
+
+    if table in CODE_TARGETS and "local_code" in out:
+        _apply_codes(out, table, mapping.code_maps.get(_codes_name(specs), {}))
+    if table == "lab":
+        reported = out.get("source_unit", pd.Series(pd.NA, index=out.index, dtype="string"))
+        units_text = normalise_unit_spelling(reported.fillna(""))
+        value, unit = convert_to_ucum(out["source_value"], units_text, out["loinc_code"], units)
+        out["value"], out["unit"] = value, unit
+
+    flags = pd.DataFrame(unparsed, index=raw.index)
+    if flags.empty or not len(flags.columns):
+        out["_unparsed"] = pd.Series(pd.NA, index=raw.index, dtype="string")
+    else:
+        joined = flags.apply(lambda col: col.map({True: col.name + ",", False: ""})).sum(axis=1)
+        out["_unparsed"] = joined.str.rstrip(",").replace("", pd.NA).astype("string")
+    out["_hospital"] = mapping.hospital
+    out["_batch_id"] = batch_id
+    out["_source_file"] = source_file
+    out["_source_row"] = raw["_source_row"].astype("int64")
+    out["_row_hash"] = hashes
+    frame = conform(out, table)
+    log.info(
+        "%s/%s: staged %d row(s) from %s, dropped %s",
+        mapping.hospital, table, len(frame), source_file, dropped or "none",
+    )
+    return StagedTable(frame.reset_index(drop=True), dropped)
+
+
+def _codes_name(specs: dict[str, ColumnSpec]) -> str:
+    return next((s.codes for s in specs.values() if s.to == "local_code" and s.codes), "")
+
+
+_PANDAS_DTYPES = {
+    "string": "string",
+    "float": "float64",
+    "int": "Int64",
+    "bool": "boolean",
+}
+
+
+def conform(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Exactly the canonical columns, in order, with canonical pandas dtypes (nulls where absent)."""
+    out = {}
+    for col in columns_of(table):
+        values = frame[col.name] if col.name in frame else pd.Series(pd.NA, index=frame.index)
+        if col.dtype == "date":
+            values = pd.to_datetime(values).astype("datetime64[ms]")
+        elif col.dtype == "timestamp":
+            values = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
+        elif col.name == "_source_row":
+            values = values.astype("int64")
+        else:
+            values = values.astype(_PANDAS_DTYPES[col.dtype])
+        out[col.name] = values
+    return pd.DataFrame(out, index=frame.index)
