@@ -13,8 +13,16 @@ import pyarrow.parquet as pq
 from pipeline.settings import Settings
 
 QUARANTINE_COLUMNS = (
-    "hospital", "batch_id", "table", "source_file", "source_row", "row_hash",
-    "stage", "rule_id", "reason", "payload",
+    "hospital",
+    "batch_id",
+    "table",
+    "source_file",
+    "source_row",
+    "row_hash",
+    "stage",
+    "rule_id",
+    "reason",
+    "payload",
 )
 
 

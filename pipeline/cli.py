@@ -50,7 +50,9 @@ def main(
 def demo_data(
     patients: Annotated[int, typer.Option(help="Patients per hospital.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 42,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Default: $WALNUT_HOME/sources.")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Default: $WALNUT_HOME/sources.")
+    ] = None,
     db_url: Annotated[
         str | None,
         typer.Option(help="Write south_general's HIS tables to this database instead of SQLite."),
@@ -91,7 +93,9 @@ def _run_sync(hospital: str) -> dict:
 
 @app.command()
 def sync(
-    hospital: Annotated[str | None, typer.Argument(help="Hospital id (a folder in mappings/).")] = None,
+    hospital: Annotated[
+        str | None, typer.Argument(help="Hospital id (a folder in mappings/).")
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Sync every hospital.")] = False,
 ) -> None:
     """Land new exports of a hospital and take them through staging, validation and FHIR."""
@@ -136,19 +140,45 @@ def status() -> None:
 
     info = collect_status(load_settings())
     runs = Table(title="last sync per hospital")
-    for col in ("hospital", "batch", "status", "read", "loaded", "quarantined", "dropped", "resources"):
+    for col in (
+        "hospital",
+        "batch",
+        "status",
+        "read",
+        "loaded",
+        "quarantined",
+        "dropped",
+        "resources",
+    ):
         runs.add_column(col)
     for r in info["runs"]:
-        runs.add_row(*(str(r.get(k, "")) for k in
-                       ("hospital", "batch_id", "status", "read", "loaded", "quarantined", "dropped",
-                        "resources")))
+        runs.add_row(
+            *(
+                str(r.get(k, ""))
+                for k in (
+                    "hospital",
+                    "batch_id",
+                    "status",
+                    "read",
+                    "loaded",
+                    "quarantined",
+                    "dropped",
+                    "resources",
+                )
+            )
+        )
     out.print(runs)
     layers = Table(title="rows per layer")
     for col in ("hospital", "landed files", "staged rows", "FHIR resources", "quarantined rows"):
         layers.add_column(col)
     for h, c in info["layers"].items():
-        layers.add_row(h, *(f"{c[k]:,}" for k in ("landed_files", "staged_rows", "fhir_resources",
-                                                  "quarantined_rows")))
+        layers.add_row(
+            h,
+            *(
+                f"{c[k]:,}"
+                for k in ("landed_files", "staged_rows", "fhir_resources", "quarantined_rows")
+            ),
+        )
     out.print(layers)
     rules = Table(title="quarantine by rule")
     for col in ("hospital", "rule", "rows"):
@@ -160,7 +190,9 @@ def status() -> None:
 
 
 @app.command()
-def sql(query: Annotated[str, typer.Argument(help="SQL to run read-only on the warehouse.")]) -> None:
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL to run read-only on the warehouse.")],
+) -> None:
     """Run a read-only SQL query on the warehouse and print the result."""
     import duckdb
 

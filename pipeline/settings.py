@@ -66,5 +66,7 @@ def hospitals(settings: Settings | None = None) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(
-        p.name for p in root.iterdir() if not p.name.startswith("_") and (p / "source.yaml").is_file()
+        p.name
+        for p in root.iterdir()
+        if not p.name.startswith("_") and (p / "source.yaml").is_file()
     )

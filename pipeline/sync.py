@@ -79,8 +79,13 @@ def stage_batch(hospital: str, batch_id: str, settings: Settings | None = None) 
         spec = specs[landed.table]
         raw = read_csv_export(files.landing / landed.name, spec.encoding, spec.delimiter)
         staged = standardize_table(
-            raw.frame, landed.table, mapping,
-            key=key, batch_id=batch_id, source_file=landed.name, units=units,
+            raw.frame,
+            landed.table,
+            mapping,
+            key=key,
+            batch_id=batch_id,
+            source_file=landed.name,
+            units=units,
         )
         frames[landed.table].append(staged.frame)
         table_counts = counts.setdefault(landed.table, {"read": 0, "staged": 0, "dropped": {}})
@@ -91,17 +96,30 @@ def stage_batch(hospital: str, batch_id: str, settings: Settings | None = None) 
         log.info("%s: %s read %d row(s) as %s", hospital, landed.name, raw.rows_read, raw.encoding)
         for r in raw.rejected:
             rejected.append(
-                {"hospital": hospital, "batch_id": batch_id, "table": landed.table,
-                 "source_file": landed.name, "source_row": r.source_row, "row_hash": None,
-                 "stage": "extract", "rule_id": r.rule, "reason": r.reason, "payload": None}
+                {
+                    "hospital": hospital,
+                    "batch_id": batch_id,
+                    "table": landed.table,
+                    "source_file": landed.name,
+                    "source_row": r.source_row,
+                    "row_hash": None,
+                    "stage": "extract",
+                    "rule_id": r.rule,
+                    "reason": r.reason,
+                    "payload": None,
+                }
             )
     for table, parts in frames.items():
         frame = pd.concat(parts, ignore_index=True)
         write_parquet(frame, files.staging(table), arrow_schema(table))
     write_parquet(quarantine_frame(rejected), files.quarantine("extract"))
     write_json(files.gov / "stage.json", {"mapping_version": mapping.version, "tables": counts})
-    return {"hospital": hospital, "batch_id": batch_id, "staged": {t: c["staged"] for t, c in counts.items()},
-            "rejected_at_extract": len(rejected)}
+    return {
+        "hospital": hospital,
+        "batch_id": batch_id,
+        "staged": {t: c["staged"] for t, c in counts.items()},
+        "rejected_at_extract": len(rejected),
+    }
 
 
 def _staged_tables(files: BatchFiles) -> list[str]:
@@ -121,40 +139,86 @@ def _payload(frame: pd.DataFrame) -> pd.Series:
     )
 
 
+def _known_patients(files: BatchFiles, this_batch: pd.DataFrame | None, bad: set[str]) -> set[str]:
+    """Patient keys loaded by any finished batch of the hospital, plus this batch's good ones."""
+    known: set[str] = set()
+    for path in sorted((files.settings.staging / files.hospital / "patient").glob("*.parquet")):
+        batch = BatchFiles(files.settings, files.hospital, path.stem)
+        if batch.batch_id == files.batch_id or not _finished(batch):
+            continue
+        frame = pq.read_table(path, columns=["patient_key", "_row_hash"]).to_pandas()
+        quarantined = _quarantined_hashes(batch, "validate")
+        known |= set(frame.loc[~frame["_row_hash"].isin(quarantined), "patient_key"].dropna())
+    if this_batch is not None:
+        good = this_batch[~this_batch["_row_hash"].isin(bad)]
+        known |= set(good["patient_key"].dropna())
+    return known
+
+
 def validate_batch(hospital: str, batch_id: str, settings: Settings | None = None) -> dict:
     """Run each table's suite once; failing rows go to quarantine, results to dq_result."""
+    from expectations.referential import check_patient_known
     from expectations.runner import validate_frame
 
     settings, mapping = _context(hospital, settings)
     files = BatchFiles(settings, hospital, batch_id)
     run_date = dt.datetime.now(ZoneInfo(mapping.timezone)).date()
+    frames = {table: read_staging(files, table) for table in _staged_tables(files)}
+    outcomes = {t: validate_frame(t, f, run_date=run_date) for t, f in frames.items()}
+    patient = outcomes.get("patient")
+    known = _known_patients(
+        files, frames.get("patient"), set(patient.failed_rows) if patient else set()
+    )
     results: list[dict] = []
     quarantined: list[dict] = []
     critical: list[str] = []
     summary: dict[str, int] = {}
-    for table in _staged_tables(files):
-        frame = read_staging(files, table)
-        outcome = validate_frame(table, frame, run_date=run_date)
-        for r in outcome.results:
-            results.append(
-                {"hospital": hospital, "batch_id": batch_id, "table": table,
-                 "check_id": r.check_id, "category": r.category, "severity": r.severity,
-                 "evaluated": r.evaluated, "failed": r.failed,
-                 "pass_rate": 1.0 if r.evaluated == 0 else 1 - r.failed / r.evaluated,
-                 "success": r.success, "explanation": r.explanation,
-                 "run_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-            )
+    run_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    for table, frame in frames.items():
+        outcome = outcomes[table]
+        checks = list(outcome.results)
+        failed_rows = {h: list(ids) for h, ids in outcome.failed_rows.items()}
+        if table != "patient":
+            result, orphans = check_patient_known(table, frame, known)
+            checks.append(result)
+            for row_hash in orphans:
+                failed_rows.setdefault(row_hash, []).append(result.check_id)
+        results += [
+            {
+                "hospital": hospital,
+                "batch_id": batch_id,
+                "table": table,
+                "check_id": r.check_id,
+                "category": r.category,
+                "severity": r.severity,
+                "evaluated": r.evaluated,
+                "failed": r.failed,
+                "pass_rate": 1.0 if r.evaluated == 0 else 1 - r.failed / r.evaluated,
+                "success": r.success,
+                "explanation": r.explanation,
+                "run_at": run_at,
+            }
+            for r in checks
+        ]
         critical += [f"{table}: {c.check_id} ({c.explanation})" for c in outcome.critical_failures]
-        failed = frame[frame["_row_hash"].isin(outcome.failed_rows)]
-        explanations = {r.check_id: r.explanation for r in outcome.results}
+        failed = frame[frame["_row_hash"].isin(failed_rows)]
+        explanations = {r.check_id: r.explanation for r in checks}
         payloads = _payload(failed)
         for idx, row in failed.iterrows():
-            for check_id in outcome.failed_rows[row["_row_hash"]]:
+            for check_id in failed_rows[row["_row_hash"]]:
                 quarantined.append(
-                    {"hospital": hospital, "batch_id": batch_id, "table": table,
-                     "source_file": row["_source_file"], "source_row": int(row["_source_row"]),
-                     "row_hash": row["_row_hash"], "stage": "validate", "rule_id": check_id,
-                     "reason": explanations.get(check_id, check_id), "payload": payloads[idx]}
+                    {
+                        "hospital": hospital,
+                        "batch_id": batch_id,
+                        "table": table,
+                        "source_file": row["_source_file"],
+                        "source_row": int(row["_source_row"]),
+                        "row_hash": row["_row_hash"],
+                        "stage": "validate",
+                        "rule_id": check_id,
+                        "reason": explanations.get(check_id, check_id),
+                        "payload": payloads[idx],
+                    }
                 )
         summary[table] = len(failed)
     write_parquet(pd.DataFrame(results), files.gov / "dq_result.parquet")
@@ -193,17 +257,26 @@ def map_batch_to_fhir(hospital: str, batch_id: str, settings: Settings | None = 
         rows = frame.set_index("_row_hash")
         for row_hash, reason in result.errors:
             errors.append(
-                {"hospital": hospital, "batch_id": batch_id, "table": table,
-                 "source_file": rows.at[row_hash, "_source_file"],
-                 "source_row": int(rows.at[row_hash, "_source_row"]), "row_hash": row_hash,
-                 "stage": "fhir", "rule_id": "fhir.valid_resource", "reason": reason,
-                 "payload": None}
+                {
+                    "hospital": hospital,
+                    "batch_id": batch_id,
+                    "table": table,
+                    "source_file": rows.at[row_hash, "_source_file"],
+                    "source_row": int(rows.at[row_hash, "_source_row"]),
+                    "row_hash": row_hash,
+                    "stage": "fhir",
+                    "rule_id": "fhir.valid_resource",
+                    "reason": reason,
+                    "payload": None,
+                }
             )
         loaded[table] = len(frame) - len(failed)
     if files.fhir.exists():
         for old in files.fhir.glob("*.ndjson"):
             old.unlink()
-    counts = {rtype: write_ndjson(res, files.fhir / f"{rtype}.ndjson") for rtype, res in by_type.items()}
+    counts = {
+        rtype: write_ndjson(res, files.fhir / f"{rtype}.ndjson") for rtype, res in by_type.items()
+    }
     write_parquet(quarantine_frame(errors), files.quarantine("fhir"))
     write_json(files.gov / "fhir.json", {"loaded": loaded, "resources": counts})
     return {"hospital": hospital, "batch_id": batch_id, "resources": counts}
@@ -229,10 +302,18 @@ def reconcile_batch(hospital: str, batch_id: str, settings: Settings | None = No
         q = per_table.get(table, 0)
         balanced = counts["read"] == loaded + q + dropped
         rows.append(
-            {"hospital": hospital, "batch_id": batch_id, "table": table, "read": counts["read"],
-             "staged": counts["staged"], "quarantined": q, "dropped": dropped,
-             "dropped_by_reason": orjson.dumps(counts["dropped"]).decode(), "loaded": loaded,
-             "balanced": balanced}
+            {
+                "hospital": hospital,
+                "batch_id": batch_id,
+                "table": table,
+                "read": counts["read"],
+                "staged": counts["staged"],
+                "quarantined": q,
+                "dropped": dropped,
+                "dropped_by_reason": orjson.dumps(counts["dropped"]).decode(),
+                "loaded": loaded,
+                "balanced": balanced,
+            }
         )
         if not balanced:
             unbalanced.append(
@@ -241,12 +322,18 @@ def reconcile_batch(hospital: str, batch_id: str, settings: Settings | None = No
             )
     write_parquet(pd.DataFrame(rows), files.gov / "reconciliation.parquet")
     status = "failed" if unbalanced else "success"
-    run = {"hospital": hospital, "batch_id": batch_id, "status": status,
-           "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-           "mapping_version": stage["mapping_version"],
-           "read": sum(r["read"] for r in rows), "loaded": sum(r["loaded"] for r in rows),
-           "quarantined": sum(r["quarantined"] for r in rows),
-           "dropped": sum(r["dropped"] for r in rows), "resources": sum(fhir["resources"].values())}
+    run = {
+        "hospital": hospital,
+        "batch_id": batch_id,
+        "status": status,
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "mapping_version": stage["mapping_version"],
+        "read": sum(r["read"] for r in rows),
+        "loaded": sum(r["loaded"] for r in rows),
+        "quarantined": sum(r["quarantined"] for r in rows),
+        "dropped": sum(r["dropped"] for r in rows),
+        "resources": sum(fhir["resources"].values()),
+    }
     write_json(files.gov / "load_run.json", run)
     if unbalanced:
         raise ReconciliationError(

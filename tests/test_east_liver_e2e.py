@@ -65,8 +65,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     finally:
         root.removeHandler(capture)
         root.setLevel(old_level)
-    return {"settings": settings, "first": first, "second": second, "build": build,
-            "logs": "\n".join(capture.lines)}
+    return {
+        "settings": settings,
+        "first": first,
+        "second": second,
+        "build": build,
+        "logs": "\n".join(capture.lines),
+    }
 
 
 def _defects(settings) -> pd.DataFrame:
@@ -81,7 +86,10 @@ def _gov(settings, name: str) -> pd.DataFrame:
 
 def test_first_sync_reconciles_and_second_lands_nothing(run: dict) -> None:
     assert run["first"]["status"] == "success"
-    assert run["first"]["read"] == run["first"]["loaded"] + run["first"]["quarantined"] + run["first"]["dropped"]
+    assert (
+        run["first"]["read"]
+        == run["first"]["loaded"] + run["first"]["quarantined"] + run["first"]["dropped"]
+    )
     assert run["first"]["loaded"] > 0 and run["first"]["resources"] > run["first"]["loaded"] / 2
     assert run["second"] == {"hospital": HOSPITAL, "batch_id": None, "status": "nothing new"}
     recon = _gov(run["settings"], "reconciliation.parquet")
@@ -102,13 +110,17 @@ def test_every_injected_defect_is_caught_by_its_rule(run: dict) -> None:
         (t, f, int(r))
         for t in ("patient", "diagnosis", "lab", "treatment", "followup")
         for p in (settings.staging / HOSPITAL / t).glob("*.parquet")
-        for f, r in pq.read_table(p, columns=["_source_file", "_source_row"]).to_pandas().itertuples(index=False)
+        for f, r in pq.read_table(p, columns=["_source_file", "_source_row"])
+        .to_pandas()
+        .itertuples(index=False)
     }
     missed = []
     for d in defects.itertuples(index=False):
         expected = EXPECTED_RULE[d.kind].format(table=d.table)
-        rows = quarantine[(quarantine["source_file"] == d.source_file)
-                          & (quarantine["source_row"] == int(d.source_row))]
+        rows = quarantine[
+            (quarantine["source_file"] == d.source_file)
+            & (quarantine["source_row"] == int(d.source_row))
+        ]
         if expected == "dropped":
             caught = rows.empty and (d.table, d.source_file, int(d.source_row)) not in staged_rows
         else:
@@ -130,7 +142,9 @@ def test_warehouse_has_core_and_gov_tables(run: dict) -> None:
     db = run["settings"].warehouse_db
     con = duckdb.connect(str(db), read_only=True)
     try:
-        patients = con.execute("SELECT count(*), count(DISTINCT patient_id) FROM core.patient").fetchone()
+        patients = con.execute(
+            "SELECT count(*), count(DISTINCT patient_id) FROM core.patient"
+        ).fetchone()
         assert patients[0] == patients[1] > 40
         labs = con.execute(
             "SELECT count(*) FROM core.observation WHERE code = '1834-1' AND unit = 'ng/mL'"
@@ -141,8 +155,14 @@ def test_warehouse_has_core_and_gov_tables(run: dict) -> None:
             "WHERE p.patient_id IS NULL"
         ).fetchone()[0]
         assert orphan == 0
-        for table in ("core.condition", "core.procedure", "gov.load_run", "gov.quarantine",
-                      "gov.dq_result", "gov.reconciliation"):
+        for table in (
+            "core.condition",
+            "core.procedure",
+            "gov.load_run",
+            "gov.quarantine",
+            "gov.dq_result",
+            "gov.reconciliation",
+        ):
             assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
         assert con.execute("SELECT DISTINCT hospital FROM core.patient").fetchall() == [(HOSPITAL,)]
     finally:
@@ -150,7 +170,9 @@ def test_warehouse_has_core_and_gov_tables(run: dict) -> None:
 
 
 def _planted(settings) -> set[str]:
-    text = (settings.sources / HOSPITAL / "患者.csv").read_bytes().decode("gb18030", errors="replace")
+    text = (
+        (settings.sources / HOSPITAL / "患者.csv").read_bytes().decode("gb18030", errors="replace")
+    )
     needles: set[str] = set()
     for row in csv.DictReader(io.StringIO(text)):
         needles |= {row["姓名"], row["身份证号"], row["联系电话"], row["家庭住址"], row["住院号"]}

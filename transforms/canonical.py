@@ -26,8 +26,15 @@ LINEAGE_COLUMNS: tuple[Column, ...] = (
     Column("_hospital", "string", "Hospital id (folder name under mappings/).", True),
     Column("_batch_id", "string", "Sync batch that landed the source file.", True),
     Column("_source_file", "string", "Landed file name (the manifest gives its sha256).", True),
-    Column("_source_row", "int", "1-based data row number in the source file (header excluded).", True),
-    Column("_row_hash", "string", "Keyed hash of the raw source row; identifies the row in quarantine.", True),
+    Column(
+        "_source_row", "int", "1-based data row number in the source file (header excluded).", True
+    ),
+    Column(
+        "_row_hash",
+        "string",
+        "Keyed hash of the raw source row; identifies the row in quarantine.",
+        True,
+    ),
 )
 
 STATUS_COLUMNS: tuple[Column, ...] = (
@@ -43,8 +50,14 @@ TABLES: dict[str, tuple[Column, ...]] = {
     # grain: one row per patient per hospital
     "patient": (
         Column("patient_key", "string", "Pseudonym of hospital + medical record number.", True),
-        Column("person_key", "string", "Pseudonym of the normalised resident ID; null if absent or invalid."),
-        Column("resident_id_valid", "bool", "Resident ID passes ISO 7064 MOD 11-2; null if absent."),
+        Column(
+            "person_key",
+            "string",
+            "Pseudonym of the normalised resident ID; null if absent or invalid.",
+        ),
+        Column(
+            "resident_id_valid", "bool", "Resident ID passes ISO 7064 MOD 11-2; null if absent."
+        ),
         Column("sex", "string", "FHIR administrative gender: male, female, other, unknown.", True),
         Column("birth_date", "date", "Date of birth (local calendar date).", True),
         Column("death_date", "date", "Date of death if recorded in the patient master."),
@@ -60,8 +73,12 @@ TABLES: dict[str, tuple[Column, ...]] = {
         Column("icd10_display", "string", "ICD-10 display text."),
         Column("morphology_code", "string", "ICD-O-3 morphology/behaviour, e.g. 8170/3."),
         Column("bclc_stage", "string", "Barcelona Clinic Liver Cancer stage: 0, A, B, C, D."),
-        Column("cnlc_stage", "string", "China liver cancer stage: Ia, Ib, IIa, IIb, IIIa, IIIb, IV."),
-        Column("child_pugh_class", "string", "Child-Pugh class recorded by the clinician: A, B, C."),
+        Column(
+            "cnlc_stage", "string", "China liver cancer stage: Ia, Ib, IIa, IIb, IIIa, IIIb, IV."
+        ),
+        Column(
+            "child_pugh_class", "string", "Child-Pugh class recorded by the clinician: A, B, C."
+        ),
         Column("ascites", "string", "Ascites: none, mild, moderate-severe."),
         Column("encephalopathy", "string", "Hepatic encephalopathy: none, grade1-2, grade3-4."),
         Column("tnm_t", "string", "AJCC 8th T category, e.g. T2a."),
@@ -86,7 +103,9 @@ TABLES: dict[str, tuple[Column, ...]] = {
     # grain: one row per treatment event (procedure or drug exposure)
     "treatment": (
         Column("patient_key", "string", "Pseudonym of hospital + medical record number.", True),
-        Column("treatment_date", "date", "Start date of the treatment (local calendar date).", True),
+        Column(
+            "treatment_date", "date", "Start date of the treatment (local calendar date).", True
+        ),
         Column("end_date", "date", "End date for drug exposures; null for one-off procedures."),
         Column("local_code", "string", "Hospital's own treatment code.", True),
         Column("category", "string", "procedure or medication.", True),
@@ -97,7 +116,9 @@ TABLES: dict[str, tuple[Column, ...]] = {
     # grain: one row per follow-up contact
     "followup": (
         Column("patient_key", "string", "Pseudonym of hospital + medical record number.", True),
-        Column("contact_date", "date", "Date of the follow-up contact (local calendar date).", True),
+        Column(
+            "contact_date", "date", "Date of the follow-up contact (local calendar date).", True
+        ),
         Column("vital_status", "string", "alive or dead at contact.", True),
         Column("death_date", "date", "Date of death when vital_status is dead."),
     ),
@@ -107,7 +128,6 @@ TABLES: dict[str, tuple[Column, ...]] = {
 def columns_of(table: str) -> tuple[Column, ...]:
     """All columns of a canonical staging table: its own, then status and lineage columns."""
     return TABLES[table] + STATUS_COLUMNS + LINEAGE_COLUMNS
-
 
 
 def arrow_schema(table: str) -> pyarrow.Schema:

@@ -128,7 +128,9 @@ def _parse_columns(path: Path, raw: dict) -> tuple[dict[str, TableColumns], dict
     for table, columns in raw.items():
         where = f"{path.parent.name}/{path.name}: {table}"
         if table not in TABLES:
-            raise MappingError(f"{where}: unknown canonical table; expected one of {sorted(TABLES)}")
+            raise MappingError(
+                f"{where}: unknown canonical table; expected one of {sorted(TABLES)}"
+            )
         if not isinstance(columns, dict):
             raise MappingError(f"{where}: expected source column -> spec entries")
         specs: dict[str, ColumnSpec] = {}
@@ -186,7 +188,8 @@ def _read_code_map(path: Path) -> dict[str, list[CodeEntry]]:
             key = (row["local_code"], row["system"])
             if key in seen:
                 raise MappingError(
-                    f"{where}: line {line}: duplicate mapping of {row['local_code']!r} to {row['system']}"
+                    f"{where}: line {line}: duplicate mapping of {row['local_code']!r} "
+                    f"to {row['system']}"
                 )
             seen.add(key)
             entry = CodeEntry(system=row["system"], code=row["code"], display=row["display"])
@@ -214,7 +217,9 @@ def load_site_mapping(folder: Path) -> SiteMapping:
         raise MappingError(
             f"{folder.name}/source.yaml: hospital: {source.hospital!r} must equal the folder name"
         )
-    tables, value_maps = _parse_columns(folder / "columns.yaml", _read_yaml(folder / "columns.yaml"))
+    tables, value_maps = _parse_columns(
+        folder / "columns.yaml", _read_yaml(folder / "columns.yaml")
+    )
     code_maps = {p.stem: _read_code_map(p) for p in sorted((folder / "codes").glob("*.csv"))}
     for spec in source.sources:
         if spec.table not in tables:
@@ -225,7 +230,8 @@ def load_site_mapping(folder: Path) -> SiteMapping:
         for source_col, col in cols.columns.items():
             if col.codes and col.codes not in code_maps:
                 raise MappingError(
-                    f"{folder.name}/columns.yaml: {table}.{source_col}: codes/{col.codes}.csv not found"
+                    f"{folder.name}/columns.yaml: {table}.{source_col}: "
+                    f"codes/{col.codes}.csv not found"
                 )
     return SiteMapping(
         hospital=source.hospital,

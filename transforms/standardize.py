@@ -157,7 +157,11 @@ def standardize_table(
     frame = conform(out, table)
     log.info(
         "%s/%s: staged %d row(s) from %s, dropped %s",
-        mapping.hospital, table, len(frame), source_file, dropped or "none",
+        mapping.hospital,
+        table,
+        len(frame),
+        source_file,
+        dropped or "none",
     )
     return StagedTable(frame.reset_index(drop=True), dropped)
 
@@ -175,7 +179,7 @@ _PANDAS_DTYPES = {
 
 
 def conform(frame: pd.DataFrame, table: str) -> pd.DataFrame:
-    """Exactly the canonical columns, in order, with canonical pandas dtypes (nulls where absent)."""
+    """Exactly the canonical columns, in order, with canonical dtypes (null where absent)."""
     out = {}
     for col in columns_of(table):
         values = frame[col.name] if col.name in frame else pd.Series(pd.NA, index=frame.index)

@@ -106,7 +106,9 @@ def _load_gov(con: duckdb.DuckDBPyConnection, batches: list) -> dict[str, int]:
     con.execute("CREATE SCHEMA gov")
     folders = [folder for _, _, folder in batches]
     parquet = {
-        "gov.quarantine": [f / f"quarantine_{s}.parquet" for f in folders for s in QUARANTINE_STAGES],
+        "gov.quarantine": [
+            f / f"quarantine_{s}.parquet" for f in folders for s in QUARANTINE_STAGES
+        ],
         "gov.dq_result": [f / "dq_result.parquet" for f in folders],
         "gov.reconciliation": [f / "reconciliation.parquet" for f in folders],
     }
@@ -120,8 +122,24 @@ def _load_gov(con: duckdb.DuckDBPyConnection, batches: list) -> dict[str, int]:
     if runs:
         con.executemany(
             "INSERT INTO gov.load_run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [[r[k] for k in ("hospital", "batch_id", "status", "finished_at", "mapping_version",
-                             "read", "loaded", "quarantined", "dropped", "resources")] for r in runs],
+            [
+                [
+                    r[k]
+                    for k in (
+                        "hospital",
+                        "batch_id",
+                        "status",
+                        "finished_at",
+                        "mapping_version",
+                        "read",
+                        "loaded",
+                        "quarantined",
+                        "dropped",
+                        "resources",
+                    )
+                ]
+                for r in runs
+            ],
         )
     counts["gov.load_run"] = len(runs)
     for table, paths in parquet.items():
@@ -156,5 +174,9 @@ def build_warehouse(settings: Settings | None = None) -> dict:
         os.replace(tmp, settings.warehouse_db)
     seconds = round(time.monotonic() - started, 2)
     log.info("warehouse built from %d batch(es) in %.2f s", len(batches), seconds)
-    return {"path": str(settings.warehouse_db), "batches": len(batches), "seconds": seconds,
-            "tables": counts}
+    return {
+        "path": str(settings.warehouse_db),
+        "batches": len(batches),
+        "seconds": seconds,
+        "tables": counts,
+    }

@@ -16,9 +16,12 @@ def collect_status(settings: Settings) -> dict:
         finished = sorted((settings.gov / hospital).glob("*/load_run.json"))
         if finished:
             runs.append(json.loads(finished[-1].read_text(encoding="utf-8")))
-        landed = [p for p in (settings.landing / hospital).glob("*/*") if p.name != "_manifest.json"]
+        landed = [
+            p for p in (settings.landing / hospital).glob("*/*") if p.name != "_manifest.json"
+        ]
         staged = sum(
-            pq.ParquetFile(p).metadata.num_rows for p in (settings.staging / hospital).glob("*/*.parquet")
+            pq.ParquetFile(p).metadata.num_rows
+            for p in (settings.staging / hospital).glob("*/*.parquet")
         )
         resources = 0
         for fhir in (settings.gov / hospital).glob("*/fhir.json"):
@@ -30,8 +33,10 @@ def collect_status(settings: Settings) -> dict:
             quarantined += len(frame.drop_duplicates(["table", "source_file", "source_row"]))
             rules.update((hospital, r) for r in frame["rule_id"])
         layers[hospital] = {
-            "landed_files": len(landed), "staged_rows": staged,
-            "fhir_resources": resources, "quarantined_rows": quarantined,
+            "landed_files": len(landed),
+            "staged_rows": staged,
+            "fhir_resources": resources,
+            "quarantined_rows": quarantined,
         }
     db = settings.warehouse_db
     return {

@@ -30,7 +30,13 @@ def test_east_liver_mapping_loads() -> None:
     mapping = load_site_mapping(ROOT / "mappings" / "east_liver")
     assert mapping.hospital == "east_liver"
     assert mapping.timezone == "Asia/Shanghai"
-    assert {s.table for s in mapping.sources} == {"patient", "diagnosis", "lab", "treatment", "followup"}
+    assert {s.table for s in mapping.sources} == {
+        "patient",
+        "diagnosis",
+        "lab",
+        "treatment",
+        "followup",
+    }
     assert mapping.tables["lab"].columns["结果"].to == "source_value"
     assert mapping.tables["patient"].columns["联系电话"].drop
     assert mapping.code_maps["lab"]["AFP"][0].code == "1834-1"
@@ -48,40 +54,59 @@ def test_version_changes_with_any_file(site: Path) -> None:
     ("file", "old", "new", "message"),
     [
         (
-            "columns.yaml", "结果: source_value", "结果: source_valu",
+            "columns.yaml",
+            "结果: source_value",
+            "结果: source_valu",
             "east_liver/columns.yaml: lab.结果: unknown canonical column 'source_valu'",
         ),
         (
-            "columns.yaml", "单位: source_unit", "单位: source_value",
+            "columns.yaml",
+            "单位: source_unit",
+            "单位: source_value",
             "east_liver/columns.yaml: lab.单位: duplicate mapping to 'source_value' "
             "(already mapped from '结果')",
         ),
         (
-            "columns.yaml", "{to: sex, values: sex}", "{to: sex, values: gender}",
-            "east_liver/columns.yaml: patient.性别: value map 'gender' is not defined under value_maps",
+            "columns.yaml",
+            "{to: sex, values: sex}",
+            "{to: sex, values: gender}",
+            "east_liver/columns.yaml: patient.性别: "
+            "value map 'gender' is not defined under value_maps",
         ),
         (
-            "columns.yaml", "{to: local_code, codes: lab}", "{to: local_code, codes: labs}",
+            "columns.yaml",
+            "{to: local_code, codes: lab}",
+            "{to: local_code, codes: labs}",
             "east_liver/columns.yaml: lab.项目代码: codes/labs.csv not found",
         ),
         (
-            "source.yaml", "timezone: Asia/Shanghai", "timezone: Asia/Peking",
+            "source.yaml",
+            "timezone: Asia/Shanghai",
+            "timezone: Asia/Peking",
             "east_liver/source.yaml: timezone: Value error, unknown time zone 'Asia/Peking'",
         ),
         (
-            "source.yaml", "{table: lab, kind: csv", "{table: labs, kind: csv",
+            "source.yaml",
+            "{table: lab, kind: csv",
+            "{table: labs, kind: csv",
             "east_liver/source.yaml: sources.2.table: Value error, unknown canonical table 'labs'",
         ),
         (
-            "source.yaml", "hospital: east_liver", "hospital: west_liver",
+            "source.yaml",
+            "hospital: east_liver",
+            "hospital: west_liver",
             "east_liver/source.yaml: hospital: 'west_liver' must equal the folder name",
         ),
         (
-            "codes/lab.csv", "AFP,http://loinc.org", "AFP,http://loinc.org/",
+            "codes/lab.csv",
+            "AFP,http://loinc.org",
+            "AFP,http://loinc.org/",
             "east_liver/codes/lab.csv: line 2: unknown code system 'http://loinc.org/'",
         ),
         (
-            "codes/lab.csv", "TBIL,http://loinc.org", "AFP,http://loinc.org",
+            "codes/lab.csv",
+            "TBIL,http://loinc.org",
+            "AFP,http://loinc.org",
             "east_liver/codes/lab.csv: line 3: duplicate mapping of 'AFP' to http://loinc.org",
         ),
     ],

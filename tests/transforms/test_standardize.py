@@ -26,14 +26,26 @@ def _stage(mapping, table: str, rows: dict[str, list[str]]):
     raw = pd.DataFrame(rows, dtype=object)
     raw["_source_row"] = range(1, len(raw) + 1)
     return standardize_table(
-        raw, table, mapping, key=KEY, batch_id="b1", source_file=f"{table}.csv",
+        raw,
+        table,
+        mapping,
+        key=KEY,
+        batch_id="b1",
+        source_file=f"{table}.csv",
         units=load_unit_table(),
     )
 
 
 LAB = {
     "住院号": ["EL1", "EL1", "EL2", "EL2", "EL3", "EL3"],
-    "检验时间": ["2024-03-05 14:30", "2024/3/5 8:00", "20240305", "2024-13-45", "2024年3月5日", "2024年3月5日"],
+    "检验时间": [
+        "2024-03-05 14:30",
+        "2024/3/5 8:00",
+        "20240305",
+        "2024-13-45",
+        "2024年3月5日",
+        "2024年3月5日",
+    ],
     "项目代码": ["AFP", "TBIL", "ALB", "XXX", "AFP", "AFP"],
     "项目名称": ["甲胎蛋白", "总胆红素", "白蛋白", "?", "甲胎蛋白", "甲胎蛋白"],
     "结果": ["100", "1", "3.5", "2", "7", "7"],
@@ -79,13 +91,17 @@ PATIENTS = {
 def test_patient_identity_and_no_direct_identifiers(mapping) -> None:
     frame = _stage(mapping, "patient", PATIENTS).frame
     assert frame["resident_id_valid"].tolist() == [True, False, pd.NA]
-    assert frame.loc[0, "person_key"] == pseudonymise(
-        pd.Series(["11010519491231002X"], dtype="string"), KEY, "person"
-    )[0]
+    assert (
+        frame.loc[0, "person_key"]
+        == pseudonymise(pd.Series(["11010519491231002X"], dtype="string"), KEY, "person")[0]
+    )
     assert frame["person_key"].isna().tolist() == [False, True, True]
     assert frame["sex"].tolist()[::2] == ["male", "female"]
     assert frame.loc[1, "_unparsed"] == "sex"  # unknown local value is flagged, not guessed
-    assert frame["birth_date"].tolist()[:2] == [pd.Timestamp("1949-12-31"), pd.Timestamp("1960-03-05")]
+    assert frame["birth_date"].tolist()[:2] == [
+        pd.Timestamp("1949-12-31"),
+        pd.Timestamp("1960-03-05"),
+    ]
     assert pd.isna(frame.loc[2, "birth_date"]) and pd.isna(frame.loc[2, "_unparsed"])
     assert frame.loc[1, "death_date"] == pd.Timestamp("2020-01-02")
     assert frame["hbsag"].tolist() == ["positive", pd.NA, "negative"]

@@ -82,9 +82,15 @@ def land_files(mapping: SiteMapping, source_dir: Path, landing: Path) -> str | N
     for table, path, digest in new:
         shutil.copy2(path, staging_dir / path.name)
         files.append(
-            LandedFile(table, path.name, digest, path.stat().st_size, now.isoformat(timespec="seconds"))
+            LandedFile(
+                table, path.name, digest, path.stat().st_size, now.isoformat(timespec="seconds")
+            )
         )
-    manifest = {"hospital": mapping.hospital, "batch_id": batch_id, "files": [asdict(f) for f in files]}
+    manifest = {
+        "hospital": mapping.hospital,
+        "batch_id": batch_id,
+        "files": [asdict(f) for f in files],
+    }
     (staging_dir / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), "utf-8")
     staging_dir.rename(landing / batch_id)  # atomic: a batch folder is complete or absent
     log.info("%s: landed %d file(s) as batch %s", mapping.hospital, len(files), batch_id)

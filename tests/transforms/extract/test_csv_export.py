@@ -14,7 +14,7 @@ def test_gbk_file_with_one_undecodable_row(tmp_path: Path) -> None:
     body = HEADER.encode("gbk")
     body += "EL001,甲胎蛋白,12.5\r\n".encode("gbk")
     body += b"EL002,\xff\x80\xe7\x99\xbd,40\r\n"
-    body += "EL003,\"白蛋白, 血清\",38\r\n".encode("gbk")
+    body += 'EL003,"白蛋白, 血清",38\r\n'.encode("gbk")
     path.write_bytes(body)
     raw = read_csv_export(path)
     assert raw.encoding == "gb18030"
