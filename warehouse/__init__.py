@@ -1,0 +1,1 @@
+"""Walnut warehouse package."""
