@@ -26,7 +26,7 @@ from pipeline.batch_files import (
 from pipeline.settings import Settings, load_settings
 from transforms.canonical import TABLES, arrow_schema
 from transforms.errors import ReconciliationError, ValidationFailed
-from transforms.extract.csv_export import read_csv_export
+from transforms.extract import read_landed
 from transforms.extract.landing import land_files, landed_batches, read_manifest
 from transforms.identity import load_pseudonym_key
 from transforms.mapping import SiteMapping, load_site_mapping
@@ -71,44 +71,52 @@ def stage_batch(hospital: str, batch_id: str, settings: Settings | None = None) 
     files = BatchFiles(settings, hospital, batch_id)
     key = load_pseudonym_key(allow_demo=settings.demo)
     units = load_unit_table()
-    specs = {s.table: s for s in mapping.sources}
+    specs = {s.key: s for s in mapping.sources}
     frames: dict[str, list[pd.DataFrame]] = defaultdict(list)
     counts: dict[str, dict] = {}
     rejected: list[dict] = []
     for landed in read_manifest(files.landing):
-        spec = specs[landed.table]
-        raw = read_csv_export(files.landing / landed.name, spec.encoding, spec.delimiter)
-        staged = standardize_table(
-            raw.frame,
-            landed.table,
-            mapping,
-            key=key,
-            batch_id=batch_id,
-            source_file=landed.name,
-            units=units,
-        )
-        frames[landed.table].append(staged.frame)
-        table_counts = counts.setdefault(landed.table, {"read": 0, "staged": 0, "dropped": {}})
-        table_counts["read"] += raw.rows_read
-        table_counts["staged"] += len(staged.frame)
-        for reason, n in staged.dropped.items():
-            table_counts["dropped"][reason] = table_counts["dropped"].get(reason, 0) + n
-        log.info("%s: %s read %d row(s) as %s", hospital, landed.name, raw.rows_read, raw.encoding)
-        for r in raw.rejected:
-            rejected.append(
-                {
-                    "hospital": hospital,
-                    "batch_id": batch_id,
-                    "table": landed.table,
-                    "source_file": landed.name,
-                    "source_row": r.source_row,
-                    "row_hash": None,
-                    "stage": "extract",
-                    "rule_id": r.rule,
-                    "reason": r.reason,
-                    "payload": None,
-                }
-            )
+        for source_key in landed.sources:
+            spec = specs[source_key]
+            for raw in read_landed(spec, files.landing / landed.name):
+                source_file = raw.source_name or landed.name
+                staged = standardize_table(
+                    raw.frame,
+                    spec.table,
+                    mapping,
+                    key=key,
+                    batch_id=batch_id,
+                    source_file=source_file,
+                    units=units,
+                    source_key=spec.key,
+                )
+                frames[spec.table].append(staged.frame)
+                table_counts = counts.setdefault(
+                    spec.table, {"read": 0, "staged": 0, "dropped": {}}
+                )
+                table_counts["read"] += raw.rows_read
+                table_counts["staged"] += len(staged.frame)
+                for reason, n in staged.dropped.items():
+                    dropped = table_counts["dropped"]
+                    dropped[reason] = dropped.get(reason, 0) + n
+                log.info(
+                    "%s: %s read %d row(s) (%s)", hospital, source_file, raw.rows_read, raw.encoding
+                )
+                rejected += [
+                    {
+                        "hospital": hospital,
+                        "batch_id": batch_id,
+                        "table": spec.table,
+                        "source_file": source_file,
+                        "source_row": r.source_row,
+                        "row_hash": None,
+                        "stage": "extract",
+                        "rule_id": r.rule,
+                        "reason": r.reason,
+                        "payload": None,
+                    }
+                    for r in raw.rejected
+                ]
     for table, parts in frames.items():
         frame = pd.concat(parts, ignore_index=True)
         write_parquet(frame, files.staging(table), arrow_schema(table))

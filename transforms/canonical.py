@@ -30,6 +30,11 @@ LINEAGE_COLUMNS: tuple[Column, ...] = (
         "_source_row", "int", "1-based data row number in the source file (header excluded).", True
     ),
     Column(
+        "_source_key",
+        "string",
+        "Keyed hash of the source system's primary key (database sources); null for files.",
+    ),
+    Column(
         "_row_hash",
         "string",
         "Keyed hash of the raw source row; identifies the row in quarantine.",
@@ -112,6 +117,21 @@ TABLES: dict[str, tuple[Column, ...]] = {
         Column("code_system", "string", "Standard system URI of code (SNOMED CT, ATC...)."),
         Column("code", "string", "Standard code mapped from the local code; null if unmapped."),
         Column("display", "string", "Standard display text."),
+    ),
+    # grain: one row per biomarker test result (lung pathology: EGFR, ALK, ROS1, KRAS, PD-L1)
+    "biomarker": (
+        Column("patient_key", "string", "Pseudonym of hospital + medical record number.", True),
+        Column("test_date", "date", "Date the specimen was tested (local calendar date).", True),
+        Column("local_code", "string", "Hospital's own test code, e.g. EGFR.", True),
+        Column("loinc_code", "string", "LOINC code mapped from the local code; null if unmapped."),
+        Column("loinc_display", "string", "LOINC display text."),
+        Column(
+            "result",
+            "string",
+            "Normalised result: exon19del, L858R, T790M, G12C, positive, negative; "
+            "null for PD-L1, whose result is tps_percent.",
+        ),
+        Column("tps_percent", "float", "PD-L1 tumour proportion score, 0-100 %."),
     ),
     # grain: one row per follow-up contact
     "followup": (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -39,14 +39,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SourceSpec(_Strict):
-    """One export feeding one canonical table."""
+class _Source(_Strict):
+    """One export feeding one canonical table; `name` keys its entry in columns.yaml."""
 
+    name: str | None = Field(default=None, description="defaults to the table name")
     table: str
-    kind: Literal["csv"]
-    files: str = Field(description="glob relative to the hospital's source folder")
-    encoding: str = "auto"
-    delimiter: str = ","
+
+    @property
+    def key(self) -> str:
+        return self.name or self.table
 
     @field_validator("table")
     @classmethod
@@ -54,6 +55,53 @@ class SourceSpec(_Strict):
         if value not in TABLES:
             raise ValueError(f"unknown canonical table {value!r}; expected one of {sorted(TABLES)}")
         return value
+
+
+class CsvSource(_Source):
+    kind: Literal["csv"]
+    files: str = Field(description="glob relative to the hospital's source folder")
+    encoding: str = "auto"
+    delimiter: str = ","
+
+
+class ExcelSource(_Source):
+    kind: Literal["excel"]
+    files: str = Field(description="glob relative to the hospital's source folder")
+    sheet: str
+    header_row: int = Field(default=1, ge=1, description="1-based row of the column headers")
+
+
+class SqlSource(_Source):
+    """A HIS table read incrementally by a watermark column, in chunks."""
+
+    kind: Literal["sql"]
+    source_table: str
+    key_column: str
+    watermark: str = "updated_at"
+    chunk_size: int = Field(default=50_000, ge=1)
+    connection: str = Field(
+        default="",
+        description="environment variable (or Airflow connection id) holding the database URL; "
+        "default WALNUT_HIS_URL_<HOSPITAL>",
+    )
+
+
+class Hl7Source(_Source):
+    kind: Literal["hl7v2"]
+    files: str = Field(description="glob relative to the hospital's source folder")
+    segment: str = Field(default="OBX", description="one raw row per occurrence of this segment")
+
+
+class FhirSource(_Source):
+    kind: Literal["fhir"]
+    files: str = Field(description="glob of NDJSON or Bundle JSON files")
+    resource_type: str
+
+
+SourceSpec = Annotated[
+    CsvSource | ExcelSource | SqlSource | Hl7Source | FhirSource, Field(discriminator="kind")
+]
+FILE_KINDS = ("csv", "excel", "hl7v2", "fhir")
 
 
 class SourceFile(_Strict):
@@ -98,7 +146,7 @@ class SiteMapping(_Strict):
     hospital: str
     timezone: str
     sources: list[SourceSpec]
-    tables: dict[str, TableColumns]
+    tables: dict[str, TableColumns]  # by source key
     value_maps: dict[str, dict[str, str]]
     code_maps: dict[str, dict[str, list[CodeEntry]]]
     version: str
@@ -122,15 +170,20 @@ def _explain(path: Path, exc: ValidationError) -> MappingError:
     return MappingError(f"{path.parent.name}/{path.name}: {key}: {first['msg']}")
 
 
-def _parse_columns(path: Path, raw: dict) -> tuple[dict[str, TableColumns], dict[str, dict]]:
+def _parse_columns(
+    path: Path, raw: dict, source_tables: dict[str, str]
+) -> tuple[dict[str, TableColumns], dict[str, dict]]:
+    """Column maps keyed by source key (a source's name, or its table when unnamed)."""
     value_maps = raw.pop("value_maps", {}) or {}
     tables: dict[str, TableColumns] = {}
-    for table, columns in raw.items():
-        where = f"{path.parent.name}/{path.name}: {table}"
-        if table not in TABLES:
+    for key, columns in raw.items():
+        where = f"{path.parent.name}/{path.name}: {key}"
+        if key not in source_tables:
             raise MappingError(
-                f"{where}: unknown canonical table; expected one of {sorted(TABLES)}"
+                f"{where}: no source of that name in source.yaml; "
+                f"expected one of {sorted(source_tables)}"
             )
+        table = source_tables[key]
         if not isinstance(columns, dict):
             raise MappingError(f"{where}: expected source column -> spec entries")
         specs: dict[str, ColumnSpec] = {}
@@ -166,7 +219,7 @@ def _parse_columns(path: Path, raw: dict) -> tuple[dict[str, TableColumns], dict
             specs[str(source)] = parsed
         if "mrn" not in targets:
             raise MappingError(f"{where}: no column maps to 'mrn' (the patient's record number)")
-        tables[table] = TableColumns(columns=specs)
+        tables[key] = TableColumns(columns=specs)
     return tables, value_maps
 
 
@@ -217,14 +270,22 @@ def load_site_mapping(folder: Path) -> SiteMapping:
         raise MappingError(
             f"{folder.name}/source.yaml: hospital: {source.hospital!r} must equal the folder name"
         )
+    source_tables: dict[str, str] = {}
+    for spec in source.sources:
+        if spec.key in source_tables:
+            raise MappingError(
+                f"{folder.name}/source.yaml: sources: two sources named {spec.key!r}; "
+                "give each source feeding the same table its own `name`"
+            )
+        source_tables[spec.key] = spec.table
     tables, value_maps = _parse_columns(
-        folder / "columns.yaml", _read_yaml(folder / "columns.yaml")
+        folder / "columns.yaml", _read_yaml(folder / "columns.yaml"), source_tables
     )
     code_maps = {p.stem: _read_code_map(p) for p in sorted((folder / "codes").glob("*.csv"))}
-    for spec in source.sources:
-        if spec.table not in tables:
+    for key in source_tables:
+        if key not in tables:
             raise MappingError(
-                f"{folder.name}/columns.yaml: no entry for table {spec.table!r} used in source.yaml"
+                f"{folder.name}/columns.yaml: no entry for source {key!r} used in source.yaml"
             )
     for table, cols in tables.items():
         for source_col, col in cols.columns.items():

@@ -40,13 +40,13 @@ def _blank_to_na(values: pd.Series) -> pd.Series:
     return text.mask(text == "", pd.NA)
 
 
-def _check_headers(raw: pd.DataFrame, table: str, mapping: SiteMapping, source_file: str) -> None:
-    specs = mapping.tables[table].columns
+def _check_headers(raw: pd.DataFrame, key: str, mapping: SiteMapping, source_file: str) -> None:
+    specs = mapping.tables[key].columns
     missing = [c for c, s in specs.items() if not s.drop and c not in raw.columns]
     if missing:
         found = [c for c in raw.columns if c != "_source_row"]
         raise MappingError(
-            f"{mapping.hospital}/columns.yaml: {table}: column(s) {missing} not found in "
+            f"{mapping.hospital}/columns.yaml: {key}: column(s) {missing} not found in "
             f"{source_file}; its headers are {found}"
         )
 
@@ -95,12 +95,17 @@ def standardize_table(
     batch_id: str,
     source_file: str,
     units: UnitTable,
+    source_key: str | None = None,
 ) -> StagedTable:
-    """Map one raw export (strings under source headers + `_source_row`) to canonical `table`."""
-    _check_headers(raw, table, mapping, source_file)
-    specs = mapping.tables[table].columns
+    """Map one raw export (strings under source headers + `_source_row`) to canonical `table`.
+
+    `source_key` names the source's entry in columns.yaml (default: the table name).
+    """
+    key_name = source_key or table
+    _check_headers(raw, key_name, mapping, source_file)
+    specs = mapping.tables[key_name].columns
     source_cols = [c for c in raw.columns if c != "_source_row"]
-    hashes = row_hashes(raw[source_cols], key, salt=f"{mapping.hospital}|{table}")
+    hashes = row_hashes(raw[source_cols], key, salt=f"{mapping.hospital}|{key_name}")
     duplicate = hashes.duplicated(keep="first")
     dropped = {"duplicate_row": int(duplicate.sum())} if duplicate.any() else {}
     raw, hashes = raw.loc[~duplicate], hashes.loc[~duplicate]

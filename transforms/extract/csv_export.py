@@ -9,31 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from transforms.encoding import detect_encoding
+from transforms.extract.raw import RawTable, Rejected
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
-
-
-@dataclass(frozen=True)
-class Rejected:
-    source_row: int
-    rule: str
-    reason: str
-
-
-@dataclass
-class RawTable:
-    """Source rows as strings under their original headers, plus `_source_row` (1-based)."""
-
-    frame: pd.DataFrame
-    encoding: str
-    rows_read: int
-    rejected: list[Rejected] = field(default_factory=list)
 
 
 def read_csv_export(path: Path, encoding: str = "auto", delimiter: str = ",") -> RawTable:

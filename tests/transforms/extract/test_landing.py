@@ -29,7 +29,7 @@ def test_lands_once_then_nothing_new(tmp_path: Path, mapping) -> None:
     assert batch is not None and landed_batches(landing) == [batch]
     files = {f.name: f for f in read_manifest(landing / batch)}
     assert set(files) == {"患者.csv", "检验.csv"}
-    assert files["患者.csv"].table == "patient"
+    assert files["患者.csv"].sources == ["patient"]
     assert files["检验.csv"].sha256 == sha256_of(source / "检验.csv")
     assert files["检验.csv"].size == (source / "检验.csv").stat().st_size
     manifest = json.loads((landing / batch / "_manifest.json").read_text("utf-8"))
@@ -43,3 +43,19 @@ def test_lands_once_then_nothing_new(tmp_path: Path, mapping) -> None:
 def test_missing_source_folder_says_what_to_do(tmp_path: Path, mapping) -> None:
     with pytest.raises(FileNotFoundError, match="run `walnut demo-data`"):
         land_files(mapping, tmp_path / "nowhere", tmp_path / "landing")
+
+
+def test_failed_database_extract_leaves_no_batch(tmp_path: Path, mapping) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "患者.csv").write_bytes("住院号\r\nEL1\r\n".encode("gbk"))
+
+    def broken(mapping, partial, received):
+        (partial / "chunk.parquet").write_bytes(b"half")
+        raise ConnectionError("database went away")
+
+    landing = tmp_path / "landing"
+    with pytest.raises(ConnectionError):
+        land_files(mapping, source, landing, land_database=broken)
+    assert list(landing.iterdir()) == []
+    assert land_files(mapping, source, landing) is not None
