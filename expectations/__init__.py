@@ -1,0 +1,1 @@
+"""Walnut expectations package."""
