@@ -41,7 +41,7 @@ SHEETS = {
 CANONICAL = {
     "patient": "patient",
     "diagnosis": "diagnosis",
-    "pathology": "lab",
+    "pathology": "biomarker",
     "drug": "treatment",
     "followup": "followup",
     "lab": "lab",

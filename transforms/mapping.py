@@ -84,18 +84,52 @@ class SqlSource(_Source):
         description="environment variable (or Airflow connection id) holding the database URL; "
         "default WALNUT_HIS_URL_<HOSPITAL>",
     )
+    deletions_table: str | None = Field(
+        default=None,
+        description="tombstone table (table_name, row_key, deleted_at) of deleted HIS rows",
+    )
+    constants: dict[str, str] = Field(
+        default_factory=dict,
+        description="fixed raw columns added to every row, e.g. category: medication when the "
+        "table holds one kind of treatment; columns.yaml maps them like real columns",
+    )
 
 
 class Hl7Source(_Source):
+    """An HL7 v2 feed (ORU, ADT); columns are field positions such as `OBX-3.1`."""
+
     kind: Literal["hl7v2"]
     files: str = Field(description="glob relative to the hospital's source folder")
-    segment: str = Field(default="OBX", description="one raw row per occurrence of this segment")
+    segment: str = Field(
+        default="OBX",
+        pattern=r"^[A-Z][A-Z0-9]{2}$",
+        description="one raw row per occurrence of this segment (OBX results, PID updates)",
+    )
+    encoding: str = Field(default="auto", description="codec; auto detects BOM/UTF-8/GB18030")
 
 
 class FhirSource(_Source):
+    """FHIR NDJSON or Bundles; columns are FHIRPath-like paths such as `code.coding[0].code`."""
+
     kind: Literal["fhir"]
     files: str = Field(description="glob of NDJSON or Bundle JSON files")
     resource_type: str
+    columns: list[str] = Field(
+        default_factory=list,
+        description="paths always present as columns (null where a resource lacks them), "
+        "for elements only some resources carry, e.g. deceasedDateTime",
+    )
+
+    @field_validator("resource_type")
+    @classmethod
+    def _known_resource_type(cls, value: str) -> str:
+        from fhir.resources.R4B import get_fhir_model_class  # lazily: slow import
+
+        try:
+            get_fhir_model_class(value)
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"unknown FHIR R4B resource type {value!r}") from exc
+        return value
 
 
 SourceSpec = Annotated[

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from transforms.biomarkers import stage_biomarker_results
 from transforms.canonical import TABLES, columns_of
 from transforms.dates import parse_local_datetimes, to_local_date, to_utc, unparseable_mask
 from transforms.errors import MappingError
@@ -26,6 +27,7 @@ CODE_TARGETS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "diagnosis": ("http://hl7.org/fhir/sid/icd-10", ("icd10_code", "icd10_display")),
     "lab": ("http://loinc.org", ("loinc_code", "loinc_display")),
     "treatment": (None, ("code_system", "code", "display")),
+    "biomarker": ("http://loinc.org", ("loinc_code", "loinc_display")),
 }
 
 
@@ -147,6 +149,11 @@ def standardize_table(
         units_text = normalise_unit_spelling(reported.fillna(""))
         value, unit = convert_to_ucum(out["source_value"], units_text, out["loinc_code"], units)
         out["value"], out["unit"] = value, unit
+    if table == "biomarker":
+        columns, marker_flags = stage_biomarker_results(out, raw, specs, mapping.value_maps)
+        for column, values in columns.items():
+            out[column] = values
+        unparsed.update(marker_flags)
 
     flags = pd.DataFrame(unparsed, index=raw.index)
     if flags.empty or not len(flags.columns):
@@ -158,6 +165,7 @@ def standardize_table(
     out["_batch_id"] = batch_id
     out["_source_file"] = source_file
     out["_source_row"] = raw["_source_row"].astype("int64")
+    out["_source_key"] = _source_keys(raw, mapping, key_name, key)
     out["_row_hash"] = hashes
     frame = conform(out, table)
     log.info(
@@ -169,6 +177,22 @@ def standardize_table(
         dropped or "none",
     )
     return StagedTable(frame.reset_index(drop=True), dropped)
+
+
+def source_key_hashes(values: pd.Series, key: bytes, hospital: str, source: str) -> pd.Series:
+    """`_source_key`: HMAC of the source's primary key, namespaced `<hospital>|<source>`.
+
+    Deletions in the source system name rows by primary key; this hash finds them again.
+    """
+    return pseudonymise(_blank_to_na(values), key, f"{hospital}|{source}")
+
+
+def _source_keys(raw: pd.DataFrame, mapping: SiteMapping, source: str, key: bytes) -> pd.Series:
+    spec = next((s for s in mapping.sources if s.key == source), None)
+    column = getattr(spec, "key_column", None)
+    if column is None or column not in raw:
+        return pd.Series(pd.NA, index=raw.index, dtype="string")
+    return source_key_hashes(raw[column], key, mapping.hospital, source)
 
 
 def _codes_name(specs: dict[str, ColumnSpec]) -> str:

@@ -21,7 +21,37 @@ def _read_csv(spec: SourceSpec, path: Path) -> Iterator[RawTable]:
     yield read_csv_export(path, spec.encoding, spec.delimiter)
 
 
-READERS: dict[str, Reader] = {"csv": _read_csv}
+def _read_excel(spec: SourceSpec, path: Path) -> Iterator[RawTable]:
+    from transforms.extract.excel import read_excel_sheet
+
+    yield read_excel_sheet(path, spec.sheet, spec.header_row)
+
+
+def _read_sql(spec: SourceSpec, path: Path) -> Iterator[RawTable]:
+    from transforms.extract.sql import read_sql_chunk
+
+    yield from read_sql_chunk(spec, path)
+
+
+def _read_hl7v2(spec: SourceSpec, path: Path) -> Iterator[RawTable]:
+    from transforms.extract.hl7v2 import read_hl7_file
+
+    yield read_hl7_file(path, spec.segment, spec.encoding)
+
+
+def _read_fhir(spec: SourceSpec, path: Path) -> Iterator[RawTable]:
+    from transforms.extract.fhir_intake import read_fhir_export
+
+    yield read_fhir_export(path, spec.resource_type, spec.columns)
+
+
+READERS: dict[str, Reader] = {
+    "csv": _read_csv,
+    "excel": _read_excel,
+    "sql": _read_sql,
+    "hl7v2": _read_hl7v2,
+    "fhir": _read_fhir,
+}
 
 
 def read_landed(spec: SourceSpec, path: Path) -> Iterator[RawTable]:

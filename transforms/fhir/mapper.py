@@ -15,6 +15,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from transforms.errors import ConfigError
+from transforms.fhir.biomarker import build_biomarker_observations
 from transforms.fhir.common import RowError, iter_rows
 from transforms.fhir.condition import build_condition
 from transforms.fhir.encounter import build_encounter
@@ -63,6 +64,7 @@ BUILDERS: dict[str, tuple[Builder, ...]] = {
     "patient": (lambda row, site: [build_patient(row, site)], build_hepatitis_observations),
     "diagnosis": (lambda row, site: [build_condition(row, site)], build_staging_observations),
     "lab": (build_lab_observations,),
+    "biomarker": (build_biomarker_observations,),
     "treatment": (build_treatment,),
     "followup": (
         lambda row, site: [build_encounter(row, site)],
