@@ -81,6 +81,7 @@ def _run_sync(hospital: str) -> dict:
         ("staging", sync.stage_batch),
         ("validating", sync.validate_batch),
         ("mapping to FHIR", sync.map_batch_to_fhir),
+        ("applying deletions", sync.apply_deletions),
         ("reconciling", sync.reconcile_batch),
     ]
     result: dict = {}
@@ -118,19 +119,28 @@ def sync(
 
 
 @app.command()
-def build() -> None:
-    """Rebuild the DuckDB warehouse from the FHIR layer and swap it in atomically."""
+def build(
+    full: Annotated[
+        bool, typer.Option("--full", help="Rebuild from every batch instead of only new ones.")
+    ] = False,
+) -> None:
+    """Merge newly synced batches into the DuckDB warehouse, export Parquet, swap both in
+    atomically. With nothing new the warehouse is left untouched."""
     from transforms.errors import WalnutError
     from warehouse.build import build_warehouse
 
     try:
         with console.status("building the warehouse ..."):
-            result = build_warehouse(load_settings())
+            result = build_warehouse(load_settings(), full=full)
     except WalnutError as exc:
         _fail(exc)
-    out.print(f"warehouse: {result['path']}")
+    if result["status"] == "nothing new":
+        out.print("warehouse: nothing new (no new batches, views unchanged); file left as is")
+    else:
+        out.print(f"warehouse: {result['mode']} build applied {result['batches']} batch(es)")
+    out.print(f"warehouse: {result['path']} ({result['seconds']:.2f} s)")
     for table, n in result["tables"].items():
-        out.print(f"  {table:<28} {n:>9,} rows")
+        out.print(f"  {table:<32} {n:>9,} rows")
 
 
 @app.command()
@@ -206,6 +216,89 @@ def sql(
         _fail(exc)
     finally:
         con.close()
+
+
+@app.command()
+def docs() -> None:
+    """Write the data dictionary (every warehouse table's grain, every column's type and
+    meaning) to $WALNUT_HOME/reports/data_dictionary.md and .html (self-contained, offline)."""
+    from transforms.errors import WalnutError
+    from warehouse.docs import write_data_dictionary
+
+    try:
+        with console.status("writing the data dictionary ..."):
+            result = write_data_dictionary(load_settings())
+    except (WalnutError, OSError) as exc:
+        _fail(exc)
+    out.print(f"data dictionary: {result['tables']} tables")
+    out.print(f"  {result['markdown']}")
+    out.print(f"  {result['html']}")
+    if result["undocumented_columns"]:
+        out.print(f"  {result['undocumented_columns']} column(s) have no description yet")
+
+
+@app.command()
+def feasibility(
+    criteria: Annotated[
+        str,
+        typer.Argument(
+            help="Criteria YAML file, or the name of a shipped one in warehouse/criteria/ "
+            "(e.g. hcc_bclc_bc_child_a, egfr_nsclc_first_line)."
+        ),
+    ],
+) -> None:
+    """Trial feasibility: patients per hospital and in total meeting CRITERIA on a cohort mart,
+    with the attrition funnel (count after each criterion). Optional criteria are extra steps
+    that never change the headline. Counts under 5 are shown as <5."""
+    import duckdb
+
+    from transforms.errors import WalnutError
+    from warehouse.feasibility import (
+        feasibility_rows,
+        load_criteria,
+        resolve_criteria,
+        run_feasibility,
+        suppress_count,
+    )
+
+    db = load_settings().warehouse_db
+    if not db.is_file():
+        _fail(FileNotFoundError(f"no warehouse at {db}; run `walnut build` first"))
+    try:
+        spec = load_criteria(resolve_criteria(criteria))
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            result = run_feasibility(con, spec)
+        finally:
+            con.close()
+    except (WalnutError, duckdb.Error) as exc:
+        _fail(exc)
+    table = Table(title=f"{spec.name} (cohort.{spec.cohort})")
+    for column in ("step", *result.hospitals, "total"):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for row in feasibility_rows(result):
+        table.add_row(*row)
+    out.print(table)
+    headline = suppress_count(result.headline.total)
+    out.print(f"headline, after every required criterion: {headline} patient(s) in total")
+
+
+@app.command()
+def report() -> None:
+    """Write the static, offline HTML report to $WALNUT_HOME/reports/walnut_report.html: loads
+    per hospital, reconciliation, top data-quality failures, cohort sizes and Kaplan-Meier
+    curves (liver by BCLC stage, lung by EGFR status). Counts under 5 are shown as <5."""
+    import duckdb
+
+    from transforms.errors import WalnutError
+    from warehouse.report import write_report
+
+    try:
+        with console.status("rendering the warehouse report ..."):
+            path = write_report(load_settings())
+    except (WalnutError, OSError, duckdb.Error) as exc:
+        _fail(exc)
+    out.print(f"report: {path}")
 
 
 if __name__ == "__main__":

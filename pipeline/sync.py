@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter, defaultdict
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -62,7 +63,12 @@ def land_sources(hospital: str, settings: Settings | None = None) -> str | None:
         if not _finished(BatchFiles(settings, hospital, batch_id)):
             log.info("%s: resuming unfinished batch %s", hospital, batch_id)
             return batch_id
-    return land_files(mapping, settings.source_dir(hospital), landing)
+    lander = None
+    if any(s.kind == "sql" for s in mapping.sources):
+        from transforms.extract.sql import land_sql_sources
+
+        lander = partial(land_sql_sources, source_dir=settings.source_dir(hospital))
+    return land_files(mapping, settings.source_dir(hospital), landing, land_database=lander)
 
 
 def stage_batch(hospital: str, batch_id: str, settings: Settings | None = None) -> dict:
@@ -290,6 +296,87 @@ def map_batch_to_fhir(hospital: str, batch_id: str, settings: Settings | None = 
     return {"hospital": hospital, "batch_id": batch_id, "resources": counts}
 
 
+def _deleted_counts(files: BatchFiles) -> dict[str, int]:
+    path = files.gov / "deletions.json"
+    return read_json(path)["deleted"] if path.is_file() else {}
+
+
+def _tombstones(files: BatchFiles, targets: dict[str, str]) -> list[dict[str, str]]:
+    """Tombstone lines for resources of earlier batches whose meta.source names a target row."""
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    root = files.settings.fhir / files.hospital
+    for path in sorted(root.glob("*/[!_]*.ndjson")):
+        if path.parent.name >= files.batch_id:
+            continue
+        with path.open("rb") as handle:
+            for line in handle:
+                resource = orjson.loads(line)
+                row_hash = resource.get("meta", {}).get("source", "").rsplit(":", 1)[-1]
+                if row_hash in targets:
+                    found[(resource["resourceType"], resource["id"])] = {
+                        "resourceType": resource["resourceType"],
+                        "id": resource["id"],
+                        "deleted_at": targets[row_hash],
+                    }
+    return list(found.values())
+
+
+def apply_deletions(hospital: str, batch_id: str, settings: Settings | None = None) -> dict:
+    """Tombstone the FHIR resources of source rows the HIS deleted (tombstones in this batch).
+
+    Deleted primary key -> `_source_key` -> rows staged by earlier batches -> their `_row_hash`
+    -> resources of earlier batches with that hash in meta.source. Writes
+    fhir/<hospital>/<batch>/_tombstones.ndjson (read by the warehouse build) and
+    gov/.../deletions.json (deleted source rows per table, counted apart from rows read).
+    """
+    from transforms.extract.sql import read_deletions
+    from transforms.standardize import source_key_hashes
+
+    settings, mapping = _context(hospital, settings)
+    files = BatchFiles(settings, hospital, batch_id)
+    deletions = read_deletions(files.landing)
+    specs = {getattr(s, "source_table", None): s for s in mapping.sources if s.kind == "sql"}
+    key = load_pseudonym_key(allow_demo=settings.demo) if len(deletions) else b""
+    deleted: Counter[str] = Counter()
+    targets: dict[str, str] = {}  # row hash of a deleted row -> deleted_at
+    for table_name, rows in deletions.groupby("table_name"):
+        spec = specs.get(table_name)
+        if spec is None:
+            continue
+        deleted[spec.table] += len(rows)
+        hashed = source_key_hashes(rows["row_key"], key, hospital, spec.key)
+        when = dict(zip(hashed, rows["deleted_at"], strict=True))
+        for path in sorted((settings.staging / hospital / spec.table).glob("*.parquet")):
+            if path.stem >= batch_id:
+                continue
+            staged = pq.read_table(path, columns=["_source_key", "_row_hash"]).to_pandas()
+            hit = staged[staged["_source_key"].isin(list(when))]
+            targets.update(zip(hit["_row_hash"], hit["_source_key"].map(when), strict=True))
+    tombstones = _tombstones(files, targets)
+    path = files.fhir / "_tombstones.ndjson"
+    path.unlink(missing_ok=True)
+    if tombstones:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"".join(orjson.dumps(t) + b"\n" for t in tombstones))
+    write_json(
+        files.gov / "deletions.json",
+        {"deleted": dict(deleted), "rows_found": len(targets), "tombstones": len(tombstones)},
+    )
+    log.info(
+        "%s: batch %s deletes %d source row(s), %d resource(s)",
+        hospital,
+        batch_id,
+        sum(deleted.values()),
+        len(tombstones),
+    )
+    return {
+        "hospital": hospital,
+        "batch_id": batch_id,
+        "deleted": dict(deleted),
+        "tombstones": len(tombstones),
+    }
+
+
 def reconcile_batch(hospital: str, batch_id: str, settings: Settings | None = None) -> dict:
     """Check rows read = loaded + quarantined + dropped per table; record the load run."""
     settings, mapping = _context(hospital, settings)
@@ -304,7 +391,10 @@ def reconcile_batch(hospital: str, batch_id: str, settings: Settings | None = No
         quarantine.drop_duplicates(["table", "source_file", "source_row"])["table"].tolist()
     )
     rows, unbalanced = [], []
-    for table, counts in stage["tables"].items():
+    deleted = _deleted_counts(files)
+    empty = {"read": 0, "staged": 0, "dropped": {}}
+    tables = stage["tables"] | {t: empty for t in deleted if t not in stage["tables"]}
+    for table, counts in tables.items():
         dropped = sum(counts["dropped"].values())
         loaded = fhir["loaded"].get(table, 0)
         q = per_table.get(table, 0)
@@ -320,6 +410,7 @@ def reconcile_batch(hospital: str, batch_id: str, settings: Settings | None = No
                 "dropped": dropped,
                 "dropped_by_reason": orjson.dumps(counts["dropped"]).decode(),
                 "loaded": loaded,
+                "deleted": deleted.get(table, 0),
                 "balanced": balanced,
             }
         )
@@ -340,6 +431,7 @@ def reconcile_batch(hospital: str, batch_id: str, settings: Settings | None = No
         "loaded": sum(r["loaded"] for r in rows),
         "quarantined": sum(r["quarantined"] for r in rows),
         "dropped": sum(r["dropped"] for r in rows),
+        "deleted": sum(r["deleted"] for r in rows),
         "resources": sum(fhir["resources"].values()),
     }
     write_json(files.gov / "load_run.json", run)
@@ -359,4 +451,5 @@ def sync_hospital(hospital: str, settings: Settings | None = None) -> dict:
     stage_batch(hospital, batch_id, settings)
     validate_batch(hospital, batch_id, settings)
     map_batch_to_fhir(hospital, batch_id, settings)
+    apply_deletions(hospital, batch_id, settings)
     return reconcile_batch(hospital, batch_id, settings)

@@ -21,7 +21,7 @@ DEFECT_KINDS = (
     "blank_mandatory",
     "unparseable_date",
 )
-DEFECT_COLUMNS = ("kind", "hospital", "table", "source_file", "source_row", "column")
+DEFECT_COLUMNS = ("kind", "hospital", "table", "source_file", "source_row", "column", "source_key")
 MAX_PER_KIND = 200
 
 
@@ -80,9 +80,14 @@ class DefectLog:
         source_file: str,
         source_row: int | str,
         column: str,
+        source_key: str = "",
     ) -> None:
-        """One defect: canonical table, file relative to the hospital folder, 1-based data row."""
-        self._writer.writerow((kind, hospital, table, source_file, source_row, column))
+        """One defect: canonical table, file relative to the hospital folder, 1-based data row.
+
+        Database rows also give their primary key (`source_key`): a database extract reads
+        rows by key and watermark, so a position in the table does not identify them.
+        """
+        self._writer.writerow((kind, hospital, table, source_file, source_row, column, source_key))
         self.counts[(hospital, kind)] += 1
 
     def close(self) -> None:

@@ -422,8 +422,15 @@ class SouthGeneralWriter:
                     self.next_key[table] += 1
                 number = self.tables[table].add(row)
                 if target is not None and (target.table, target.index) == (table, position):
+                    key = row[self.keys.get(table, "pat_id")]
                     self.defects.record(
-                        target.kind, HOSPITAL, CANONICAL[table], table, number, target.column
+                        target.kind,
+                        HOSPITAL,
+                        CANONICAL[table],
+                        table,
+                        number,
+                        target.column,
+                        source_key=str(key),
                     )
         for position, message in enumerate(out.messages):
             name, number = self.feed.add(render_message(message.head, message.obx))
