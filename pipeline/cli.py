@@ -77,13 +77,7 @@ def _run_sync(hospital: str) -> dict:
     if batch_id is None:
         console.print(f"{hospital}: nothing new to land")
         return {"hospital": hospital, "status": "nothing new"}
-    steps = [
-        ("staging", sync.stage_batch),
-        ("validating", sync.validate_batch),
-        ("mapping to FHIR", sync.map_batch_to_fhir),
-        ("applying deletions", sync.apply_deletions),
-        ("reconciling", sync.reconcile_batch),
-    ]
+    steps = sync.BATCH_STAGES
     result: dict = {}
     for i, (label, step) in enumerate(steps, start=1):
         with console.status(f"{hospital} [{i}/{len(steps)}] {label} batch {batch_id} ..."):
@@ -100,12 +94,19 @@ def sync(
     all_: Annotated[bool, typer.Option("--all", help="Sync every hospital.")] = False,
 ) -> None:
     """Land new exports of a hospital and take them through staging, validation and FHIR."""
+    from pipeline.sync import has_sources
     from transforms.errors import WalnutError
 
     names = hospitals() if all_ else [hospital] if hospital else []
     if not names:
         _fail(ValueError("name a hospital or pass --all (known: " + ", ".join(hospitals()) + ")"))
     for name in names:
+        if all_ and not has_sources(name):
+            console.print(
+                f"{name}: skipped, no source folder {load_settings().source_dir(name)} "
+                "(sync it by name once its exports are there)"
+            )
+            continue
         try:
             run = _run_sync(name)
         except (WalnutError, FileNotFoundError) as exc:
@@ -299,6 +300,148 @@ def report() -> None:
     except (WalnutError, OSError, duckdb.Error) as exc:
         _fail(exc)
     out.print(f"report: {path}")
+
+
+@app.command()
+def replay(
+    hospital: Annotated[str, typer.Argument(help="Hospital id (a folder in mappings/).")],
+    rule: Annotated[
+        str | None,
+        typer.Option(help="Only rows quarantined by this rule id (glob allowed, e.g. 'lab.*')."),
+    ] = None,
+    batch: Annotated[
+        str | None, typer.Option(help="Only rows of this original (or replay) batch id.")
+    ] = None,
+) -> None:
+    """Re-stage rows still in quarantine with the current mappings, after fixing a mapping.
+
+    Rows are read again from landing and taken through staging, validation and FHIR as a new
+    replay batch (<batch>-replay-NNN); rows that now pass are loaded and released with an
+    audit record, the others stay quarantined with their new reasons. Replaying with nothing
+    changed writes nothing. Run `walnut build` afterwards to update the warehouse."""
+    from pipeline.replay import replay_quarantine
+    from transforms.errors import WalnutError
+
+    try:
+        with console.status(f"{hospital}: replaying quarantined rows ..."):
+            result = replay_quarantine(hospital, rule=rule, batch=batch, settings=load_settings())
+    except (WalnutError, FileNotFoundError) as exc:
+        _fail(exc)
+    if not result["replays"]:
+        out.print(f"{hospital}: no open quarantined rows match; nothing to replay")
+        return
+    for r in result["replays"]:
+        name = r["batch_id"] or "(discarded: nothing changed)"
+        out.print(
+            f"{hospital}: {r['replay_of']} -> {name}: replayed {r['rows']}, "
+            f"released {r['released']}, still quarantined {r['still_quarantined']}, "
+            f"not found {r['not_found']}, {r['resources']} FHIR resources"
+        )
+    if result["released"]:
+        out.print("run `walnut build` to load the released rows into the warehouse")
+
+
+@app.command()
+def dq(
+    hospital: Annotated[str | None, typer.Argument(help="Hospital id; default: all.")] = None,
+    limit: Annotated[int, typer.Option(help="How many of the worst checks to list.")] = 20,
+    html: Annotated[
+        bool,
+        typer.Option("--html", help="Also write $WALNUT_HOME/reports/dq_report.html (offline)."),
+    ] = False,
+) -> None:
+    """Worst data-quality checks of the latest sync batches (from the warehouse's gov tables):
+    failing rows, pass rate, severity, Kahn category, rows still quarantined now, and the
+    failing trend over the last 5 sync batches (oldest first)."""
+    from transforms.errors import WalnutError
+    from warehouse.dq_report import format_trend, open_warehouse, worst_checks, write_dq_report
+
+    settings = load_settings()
+    try:
+        con = open_warehouse(settings)
+    except WalnutError as exc:
+        _fail(exc)
+    try:
+        worst = worst_checks(con, hospital, limit=limit)
+    finally:
+        con.close()
+    table = Table(title="worst data-quality checks (latest sync batch per table)")
+    for col in (
+        "hospital",
+        "table",
+        "check",
+        "category",
+        "severity",
+        "failed",
+        "pass %",
+        "open now",
+        "trend",
+        "explanation",
+    ):
+        table.add_column(col, overflow="fold")
+    for r in worst.itertuples(index=False):
+        table.add_row(
+            r.hospital,
+            r.table,
+            r.check_id,
+            r.category,
+            r.severity,
+            f"{int(r.failed):,}",
+            f"{100 * r.pass_rate:.2f}",
+            f"{int(r.open_rows):,}",
+            format_trend(r.trend),
+            r.explanation,
+        )
+    out.print(table if len(worst) else "no failing checks")
+    if html:
+        try:
+            with console.status("writing the DQ report ..."):
+                path = write_dq_report(settings, hospital)
+        except (WalnutError, OSError) as exc:
+            _fail(exc)
+        out.print(f"DQ report: {path}")
+
+
+@app.command()
+def trace(
+    resource_id: Annotated[
+        str, typer.Argument(help="FHIR resource id (or Type/id), e.g. from core.observation.")
+    ],
+) -> None:
+    """Show where a warehouse row came from: core table -> FHIR resource and batch file ->
+    staging row (_row_hash) -> landed file (sha256) and source row -> mapping version.
+    Prints names, hashes and row numbers only, never source values."""
+    from transforms.errors import WalnutError
+    from warehouse.trace import trace_resource
+
+    try:
+        chain = trace_resource(resource_id, load_settings())
+    except WalnutError as exc:
+        _fail(exc)
+    wh, fhir, stg, landed, mapping = (
+        chain[k] for k in ("warehouse", "fhir", "staging", "landed", "mapping")
+    )
+    if wh and wh["core_table"]:
+        out.print(f"warehouse   {wh['core_table']} ({wh['id_column']} = {chain['resource_id']})")
+    else:
+        out.print("warehouse   not in the warehouse (run `walnut build`)")
+    out.print(
+        f"FHIR        {fhir['resource_type']}/{chain['resource_id']} in {fhir['file']}"
+        f" line {fhir['line']} (batch {fhir['batch_id']})"
+    )
+    out.print(f"staging     {stg['table']} row _row_hash={stg['row_hash']} in {stg['file']}")
+    out.print(
+        f"landed      {landed['name']} sha256={landed['sha256']} (batch "
+        f"{landed['batch_id']}, received {landed['received_at']}), source row "
+        f"{landed['source_row']}"
+    )
+    kind = f", replay of {mapping['replay_of']}" if mapping["replay_of"] else ""
+    out.print(f"mapping     version {mapping['mapping_version']} ({mapping['kind']}{kind})")
+    for r in chain["released_from_quarantine"]:
+        out.print(
+            f"quarantine  released from {r['rule_id']} (batch {r['quarantined_in']}) "
+            f"at {r['released_at']}"
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from functools import partial
 from zoneinfo import ZoneInfo
 
@@ -30,7 +31,7 @@ from transforms.errors import ReconciliationError, ValidationFailed
 from transforms.extract import read_landed
 from transforms.extract.landing import land_files, landed_batches, read_manifest
 from transforms.identity import load_pseudonym_key
-from transforms.mapping import SiteMapping, load_site_mapping
+from transforms.mapping import FILE_KINDS, SiteMapping, load_site_mapping
 from transforms.standardize import conform, standardize_table
 from transforms.units import load_unit_table
 
@@ -427,6 +428,8 @@ def reconcile_batch(hospital: str, batch_id: str, settings: Settings | None = No
         "status": status,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "mapping_version": stage["mapping_version"],
+        "kind": stage.get("kind", "sync"),  # "replay": pipeline/replay.py re-staged quarantine
+        "replay_of": stage.get("replay_of"),
         "read": sum(r["read"] for r in rows),
         "loaded": sum(r["loaded"] for r in rows),
         "quarantined": sum(r["quarantined"] for r in rows),
@@ -442,14 +445,32 @@ def reconcile_batch(hospital: str, batch_id: str, settings: Settings | None = No
     return run
 
 
+# The stages after landing, in order, with the label the CLI shows; the CLI, sync_hospital
+# and the Airflow DAG all run exactly this list.
+BATCH_STAGES: tuple[tuple[str, Callable[..., dict]], ...] = (
+    ("staging", stage_batch),
+    ("validating", validate_batch),
+    ("mapping to FHIR", map_batch_to_fhir),
+    ("applying deletions", apply_deletions),
+    ("reconciling", reconcile_batch),
+)
+
+
+def has_sources(hospital: str, settings: Settings | None = None) -> bool:
+    """False when a file-fed hospital has no source folder here (e.g. an unconfigured intake)."""
+    settings, mapping = _context(hospital, settings)
+    if any(spec.kind not in FILE_KINDS for spec in mapping.sources):
+        return True
+    return settings.source_dir(hospital).is_dir()
+
+
 def sync_hospital(hospital: str, settings: Settings | None = None) -> dict:
     """Run every stage for the hospital's new files; returns the load run (or a no-op note)."""
     settings = settings or load_settings()
     batch_id = land_sources(hospital, settings)
     if batch_id is None:
         return {"hospital": hospital, "batch_id": None, "status": "nothing new"}
-    stage_batch(hospital, batch_id, settings)
-    validate_batch(hospital, batch_id, settings)
-    map_batch_to_fhir(hospital, batch_id, settings)
-    apply_deletions(hospital, batch_id, settings)
-    return reconcile_batch(hospital, batch_id, settings)
+    result: dict = {}
+    for _, stage in BATCH_STAGES:
+        result = stage(hospital, batch_id, settings)
+    return result
