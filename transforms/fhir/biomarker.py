@@ -22,6 +22,7 @@ from transforms.fhir.common import (
     RowError,
     coding,
     local_system,
+    natural_key,
     new_resource,
     patient_reference,
     require,
@@ -40,15 +41,9 @@ PRESENCE = {"positive": SNOMED_POSITIVE, "negative": SNOMED_NEGATIVE}
 
 
 def biomarker_observation_id(hospital: str, row: dict[str, Any]) -> str:
-    """Natural key: hospital, patient, local test code, test date."""
-    return fhir_id(
-        "Observation",
-        hospital,
-        row["patient_key"],
-        "biomarker",
-        row["local_code"],
-        row["test_date"],
-    )
+    """The source key, else hospital, patient, local test code, test date."""
+    key = natural_key(row, row["patient_key"], row["local_code"], row["test_date"])
+    return fhir_id("Observation", hospital, "biomarker", *key)
 
 
 def build_biomarker_observation(row: dict[str, Any], hospital: str) -> dict[str, Any]:

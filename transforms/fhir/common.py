@@ -51,6 +51,18 @@ def patient_id(hospital: str, patient_key: str) -> str:
     return fhir_id("Patient", hospital, patient_key)
 
 
+def natural_key(row: dict[str, Any], *parts: Any) -> tuple[Any, ...]:
+    """What identifies the row's resource across reruns and late updates.
+
+    A database row keeps its identity through edits by its primary key (`_source_key`), so an
+    update of any column replaces the same resource. File rows have no such key: their natural
+    key (patient, code, date ...) is used instead.
+    """
+    if row.get("_source_key") is not None:
+        return ("source-key", row["_source_key"])
+    return parts
+
+
 def patient_reference(hospital: str, patient_key: str) -> dict[str, str]:
     return {"reference": f"Patient/{patient_id(hospital, patient_key)}"}
 

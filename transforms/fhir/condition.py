@@ -15,6 +15,7 @@ from transforms.fhir.common import (
     coding,
     iter_built,
     local_system,
+    natural_key,
     new_resource,
     patient_reference,
     require,
@@ -61,10 +62,9 @@ CATEGORY_PROBLEM_LIST = {
 
 
 def condition_id(hospital: str, row: dict[str, Any]) -> str:
-    """Condition id from its natural key: hospital, patient, local code, diagnosis date."""
-    return fhir_id(
-        "Condition", hospital, row["patient_key"], row["local_code"], row["diagnosis_date"]
-    )
+    """Condition id from the source key, else hospital, patient, local code, diagnosis date."""
+    key = natural_key(row, row["patient_key"], row["local_code"], row["diagnosis_date"])
+    return fhir_id("Condition", hospital, *key)
 
 
 def build_condition(row: dict[str, Any], hospital: str) -> dict[str, Any]:

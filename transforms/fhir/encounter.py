@@ -10,6 +10,7 @@ import pandas as pd
 from transforms.fhir.common import (
     coding,
     iter_built,
+    natural_key,
     new_resource,
     patient_reference,
     require,
@@ -25,7 +26,7 @@ def build_encounter(row: dict[str, Any], hospital: str) -> dict[str, Any]:
     (https://hl7.org/fhir/R4/encounter.html). Natural key: hospital, patient, contact date."""
     patient_key = require(row, "patient_key", "Encounter.subject")
     contact_date = require(row, "contact_date", "Encounter.period.start")
-    resource_id = fhir_id("Encounter", hospital, patient_key, contact_date)
+    resource_id = fhir_id("Encounter", hospital, *natural_key(row, patient_key, contact_date))
     resource = new_resource("Encounter", resource_id, row, hospital)
     resource["status"] = "finished"
     resource["class"] = AMBULATORY

@@ -38,6 +38,7 @@ from transforms.fhir.common import (
     coding,
     iter_built,
     local_system,
+    natural_key,
     new_resource,
     patient_reference,
     require,
@@ -132,7 +133,8 @@ def build_lab_observation(row: dict[str, Any], hospital: str) -> dict[str, Any]:
     unit = require(row, "unit", "Observation.valueQuantity.unit")
     loinc = row["loinc_code"]
     profile = TUMOR_MARKER_PROFILE if loinc in TUMOR_MARKER_LOINC else None
-    resource_id = fhir_id("Observation", hospital, patient_key, local_code, collected_at)
+    key = natural_key(row, patient_key, local_code, collected_at)
+    resource_id = fhir_id("Observation", hospital, *key)
     resource = new_resource("Observation", resource_id, row, hospital, profile)
     resource["status"] = "final"
     resource["category"] = [CATEGORY_LABORATORY]
@@ -239,7 +241,8 @@ def build_vital_status_observation(row: dict[str, Any], hospital: str) -> dict[s
     status = require(row, "vital_status", "Observation.valueCodeableConcept")
     if status not in VITAL_STATUS:
         raise RowError("Observation(75186-7).valueCodeableConcept: vital_status not in value set")
-    resource_id = fhir_id("Observation", hospital, patient_key, contact_date, "75186-7")
+    key = natural_key(row, patient_key, contact_date)
+    resource_id = fhir_id("Observation", hospital, *key, "75186-7")
     resource = new_resource("Observation", resource_id, row, hospital)
     resource["status"] = "final"
     resource["code"] = VITAL_STATUS_CODE

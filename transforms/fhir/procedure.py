@@ -13,6 +13,7 @@ from transforms.fhir.common import (
     coding,
     iter_built,
     local_system,
+    natural_key,
     new_resource,
     patient_reference,
     require,
@@ -39,9 +40,9 @@ def is_resection(system: str | None, code: str | None, display: str | None) -> b
     return any(word in text for word in RESECTION_WORDS)
 
 
-def treatment_key(row: dict[str, Any]) -> tuple[str, str, str]:
-    """Natural key of a treatment event: patient, local code, start date."""
-    return row["patient_key"], row["local_code"], row["treatment_date"]
+def treatment_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    """Key of a treatment event: the source key, else patient, local code, start date."""
+    return natural_key(row, row["patient_key"], row["local_code"], row["treatment_date"])
 
 
 def treatment_code(row: dict[str, Any], hospital: str) -> dict[str, Any]:
