@@ -1,15 +1,35 @@
-"""Warehouse build: FHIR layer -> new DuckDB file (fhir.*, core.*, gov.*) swapped in atomically.
+"""Warehouse build: merge new FHIR batches into a copy of the DuckDB file, then swap it in.
 
-Readers never see half a build: the new database is written beside the old one and renamed
-over it. One build at a time: a second one is refused while the lock is held.
+Incremental by default: `gov.applied_batch` records which (hospital, batch) pairs are in the
+warehouse, and a build merges only the others into `fhir.<type>` (one row per resource id).
+Newest wins by batch order: batch ids start with their landing time (UTC), so they sort in the
+order the hospital exported them; that is our proxy for the source timestamp. A resource's own
+`meta.lastUpdated`, once the mappers fill it from the HIS, would replace `batch_id` as the
+ordering key in `_merge_resources` and `_apply_tombstones`. Deletions arrive as tombstones
+(`fhir/<hospital>/<batch>/_tombstones.ndjson`) and remove a resource whose batch is older than
+the tombstone's; the newest tombstone per resource is kept in `gov.tombstone`, so a late older
+batch cannot resurrect a deleted resource.
+
+`core.*` (and the cohort marts) are then recomputed in full from the merged `fhir.*`:
+flattening runs at >=200k resources/s, so a full recompute is cheap and can never drift from
+the raw layer the way an incremental flatten could. `gov.*` run tables are recomputed from the
+small per-batch gov files for the same reason.
+
+Readers never see half a build: the new database is written beside the old one (a copy of it,
+or an empty file for `full=True`) and renamed over it; a read-only connection opened before the
+rename keeps reading the old file until it reconnects. One build at a time: a second one is
+refused while the lock is held.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +44,19 @@ log = logging.getLogger(__name__)
 
 VIEWS_DIR = Path(__file__).parent / "views"
 QUARANTINE_STAGES = ("extract", "validate", "fhir")
+TOMBSTONES = "_tombstones.ndjson"
+SCHEMAS = ("fhir", "core", "cohort", "gov")
+# Recomputed from the batches' gov files on every build (applied_batch, tombstone and
+# build_run are the warehouse's own state and persist across incremental builds).
+RUN_TABLES = (
+    "gov.load_run",
+    "gov.quarantine",
+    "gov.quarantine_release",
+    "gov.dq_result",
+    "gov.reconciliation",
+)
+_BATCH_FROM_PATH = "regexp_extract(filename, '([^/]+)/[^/]+\\.ndjson$', 1)"
+_HOSPITAL_FROM_PATH = "regexp_extract(filename, '([^/]+)/[^/]+/[^/]+\\.ndjson$', 1)"
 
 
 class BuildLocked(WalnutError):
@@ -53,57 +86,170 @@ def finished_batches(settings: Settings) -> list[tuple[str, str, Path]]:
     return sorted(batches, key=lambda b: b[1])
 
 
+def views_fingerprint() -> str:
+    """Hash of the ViewDefinitions: a changed view forces core.* to be recomputed."""
+    digest = hashlib.sha256()
+    for path in sorted(VIEWS_DIR.glob("*.json")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _finished_at(folder: Path) -> str:
+    return str(json.loads((folder / "load_run.json").read_text(encoding="utf-8"))["finished_at"])
+
+
 def _sql_list(paths: list[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
-def _load_fhir(con: duckdb.DuckDBPyConnection, settings: Settings, batches: list) -> dict[str, int]:
-    """One fhir.<type> table of raw resources; newest batch wins per resource id."""
-    files: dict[str, list[Path]] = {}
+def _create_state_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for schema in ("fhir", "gov"):
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS gov.applied_batch (hospital VARCHAR, batch_id VARCHAR,
+        run_finished_at VARCHAR, applied_at TIMESTAMPTZ)"""
+    )
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS gov.tombstone (hospital VARCHAR, resource_type VARCHAR,
+        id VARCHAR, batch_id VARCHAR, deleted_at VARCHAR)"""
+    )
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS gov.build_run (built_at TIMESTAMPTZ, mode VARCHAR,
+        batches_applied INTEGER, views_sha256 VARCHAR)"""
+    )
+
+
+def pending_batches(applied: dict[tuple[str, str], str], batches: list) -> list:
+    """Finished batches not applied yet, or re-run (replayed) since they were applied."""
+    return [b for b in batches if applied.get((b[0], b[1])) != _finished_at(b[2])]
+
+
+def _merge_tombstones(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> None:
+    """Keep the newest tombstone per (resource type, id) in gov.tombstone."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _incoming_tombstone AS
+        SELECT {_HOSPITAL_FROM_PATH} AS hospital, "resourceType" AS resource_type, id,
+               {_BATCH_FROM_PATH} AS batch_id, deleted_at
+        FROM read_json({_sql_list(paths)}, format = 'newline_delimited', filename = true,
+             columns = {{'resourceType': 'VARCHAR', 'id': 'VARCHAR', 'deleted_at': 'VARCHAR'}})
+        QUALIFY row_number() OVER (PARTITION BY resource_type, id
+                                   ORDER BY batch_id DESC, deleted_at DESC) = 1"""
+    )
+    con.execute(
+        """MERGE INTO gov.tombstone AS t USING _incoming_tombstone AS s
+        ON t.resource_type = s.resource_type AND t.id = s.id
+        WHEN MATCHED AND s.batch_id > t.batch_id THEN UPDATE SET
+            hospital = s.hospital, batch_id = s.batch_id, deleted_at = s.deleted_at
+        WHEN NOT MATCHED THEN INSERT (hospital, resource_type, id, batch_id, deleted_at)
+            VALUES (s.hospital, s.resource_type, s.id, s.batch_id, s.deleted_at)"""
+    )
+
+
+def _merge_resources(con: duckdb.DuckDBPyConnection, table: str, paths: list[Path]) -> None:
+    """Upsert the newest version per resource id; an older batch never overwrites a newer."""
+    con.execute(f"CREATE TABLE IF NOT EXISTS {table} (id VARCHAR, resource JSON, batch_id VARCHAR)")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _incoming AS
+        SELECT json ->> 'id' AS id, json AS resource, {_BATCH_FROM_PATH} AS batch_id
+        FROM read_ndjson_objects({_sql_list(paths)}, filename = true)
+        QUALIFY row_number() OVER (PARTITION BY id
+                                   ORDER BY batch_id DESC, CAST(json AS VARCHAR) DESC) = 1"""
+    )
+    # Equal batch ids update too: a replayed batch replaces its own earlier output.
+    con.execute(
+        f"""MERGE INTO {table} AS t USING _incoming AS s ON t.id = s.id
+        WHEN MATCHED AND s.batch_id >= t.batch_id THEN UPDATE SET
+            resource = s.resource, batch_id = s.batch_id
+        WHEN NOT MATCHED THEN INSERT (id, resource, batch_id)
+            VALUES (s.id, s.resource, s.batch_id)"""
+    )
+
+
+def _fhir_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [
+        f"fhir.{name}"
+        for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'fhir' "
+            "AND database_name = current_database() ORDER BY table_name"
+        ).fetchall()
+    ]
+
+
+def _apply_tombstones(con: duckdb.DuckDBPyConnection) -> int:
+    """Delete every resource older than its newest tombstone; idempotent, so run it each build."""
+    deleted = 0
+    for table in _fhir_tables(con):
+        rtype = table.split(".", 1)[1]
+        deleted += con.execute(
+            f"""DELETE FROM {table} r USING gov.tombstone t
+            WHERE lower(t.resource_type) = '{rtype}' AND t.id = r.id
+              AND t.batch_id > r.batch_id"""
+        ).fetchone()[0]
+    return deleted
+
+
+def merge_batches(con: duckdb.DuckDBPyConnection, settings: Settings, batches: list) -> None:
+    """Merge the batches' resources and tombstones into fhir.* and record them as applied."""
+    _create_state_tables(con)
+    resources: dict[str, list[Path]] = {}
+    tombstones: list[Path] = []
     for hospital, batch_id, _ in batches:
         for path in sorted((settings.fhir / hospital / batch_id).glob("*.ndjson")):
-            files.setdefault(path.stem, []).append(path)
-    con.execute("CREATE SCHEMA fhir")
-    counts = {}
-    for rtype, paths in sorted(files.items()):
-        table = f"fhir.{rtype.lower()}"
-        con.execute(
-            f"""CREATE TABLE {table} AS
-            SELECT json AS resource,
-                   regexp_extract(filename, '([^/]+)/[^/]+\\.ndjson$', 1) AS batch_id
-            FROM read_ndjson_objects({_sql_list(paths)}, filename = true)
-            QUALIFY row_number() OVER (PARTITION BY json ->> 'id' ORDER BY batch_id DESC) = 1"""
-        )
-        counts[table] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    return counts
+            if path.name == TOMBSTONES:
+                tombstones.append(path)
+            elif not path.name.startswith("_"):
+                resources.setdefault(path.stem, []).append(path)
+    if tombstones:
+        _merge_tombstones(con, tombstones)
+    for rtype, paths in sorted(resources.items()):
+        _merge_resources(con, f"fhir.{rtype.lower()}", paths)
+    deleted = _apply_tombstones(con)
+    now = dt.datetime.now(dt.UTC)
+    if not batches:
+        return
+    con.executemany(
+        "DELETE FROM gov.applied_batch WHERE hospital = ? AND batch_id = ?",
+        [[h, b] for h, b, _ in batches],
+    )
+    con.executemany(
+        "INSERT INTO gov.applied_batch VALUES (?, ?, ?, ?)",
+        [[h, b, _finished_at(f), now] for h, b, f in batches],
+    )
+    log.info(
+        "merged %d batch(es): %d resource file(s), %d tombstone file(s), %d resource(s) deleted",
+        len(batches),
+        sum(len(p) for p in resources.values()),
+        len(tombstones),
+        deleted,
+    )
 
 
-def _load_core(con: duckdb.DuckDBPyConnection, fhir_tables: dict[str, int]) -> dict[str, int]:
+def _load_core(con: duckdb.DuckDBPyConnection) -> None:
     """core.* tables flattened by the SQL-on-FHIR ViewDefinitions in warehouse/views/."""
     from warehouse.viewdef import compile_view
 
+    con.execute("DROP SCHEMA IF EXISTS core CASCADE")
     con.execute("CREATE SCHEMA core")
-    counts = {}
     for path in sorted(VIEWS_DIR.glob("*.json")):
         view = json.loads(path.read_text(encoding="utf-8"))
         source = f"fhir.{view['resource'].lower()}"
-        target = f"core.{view['name']}"
-        if source not in fhir_tables:  # resource type not delivered yet: flatten an empty table
-            con.execute(f"CREATE TABLE IF NOT EXISTS {source} (resource JSON, batch_id VARCHAR)")
+        # Resource type not delivered yet: flatten an empty table.
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {source} (id VARCHAR, resource JSON, batch_id VARCHAR)"
+        )
         sql = compile_view(view, source)
         con.execute(
-            f"""CREATE TABLE {target} AS
+            f"""CREATE TABLE core.{view["name"]} AS
             SELECT v.*, split_part(v.lineage, ':', 3) AS hospital,
                    split_part(v.lineage, ':', 4) AS batch_id
             FROM ({sql}) v"""
         )
-        counts[target] = con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
-    return counts
 
 
-def _load_gov(con: duckdb.DuckDBPyConnection, batches: list) -> dict[str, int]:
-    """gov.* tables: load runs, quarantine, DQ results and reconciliation of finished batches."""
-    con.execute("CREATE SCHEMA gov")
+def _load_gov(con: duckdb.DuckDBPyConnection, batches: list) -> None:
+    """gov run tables: load runs, quarantine, DQ results and reconciliation of finished batches."""
+    for table in RUN_TABLES:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     folders = [folder for _, _, folder in batches]
     parquet = {
         "gov.quarantine": [
@@ -112,36 +258,31 @@ def _load_gov(con: duckdb.DuckDBPyConnection, batches: list) -> dict[str, int]:
         "gov.dq_result": [f / "dq_result.parquet" for f in folders],
         "gov.reconciliation": [f / "reconciliation.parquet" for f in folders],
     }
-    counts = {}
+    columns = (
+        "hospital",
+        "batch_id",
+        "status",
+        "finished_at",
+        "mapping_version",
+        "read",
+        "loaded",
+        "quarantined",
+        "dropped",
+        "resources",
+        "kind",
+        "replay_of",
+    )
     runs = [json.loads((f / "load_run.json").read_text(encoding="utf-8")) for f in folders]
     con.execute(
         """CREATE TABLE gov.load_run (hospital VARCHAR, batch_id VARCHAR, status VARCHAR,
         finished_at TIMESTAMPTZ, mapping_version VARCHAR, "read" BIGINT, loaded BIGINT,
-        quarantined BIGINT, dropped BIGINT, resources BIGINT)"""
+        quarantined BIGINT, dropped BIGINT, resources BIGINT, kind VARCHAR, replay_of VARCHAR)"""
     )
     if runs:
         con.executemany(
-            "INSERT INTO gov.load_run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                [
-                    r[k]
-                    for k in (
-                        "hospital",
-                        "batch_id",
-                        "status",
-                        "finished_at",
-                        "mapping_version",
-                        "read",
-                        "loaded",
-                        "quarantined",
-                        "dropped",
-                        "resources",
-                    )
-                ]
-                for r in runs
-            ],
+            "INSERT INTO gov.load_run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [[r.get(k, "sync" if k == "kind" else None) for k in columns] for r in runs],
         )
-    counts["gov.load_run"] = len(runs)
     for table, paths in parquet.items():
         existing = [p for p in paths if p.is_file()]
         if existing:
@@ -151,32 +292,169 @@ def _load_gov(con: duckdb.DuckDBPyConnection, batches: list) -> dict[str, int]:
             )
         else:
             con.execute(f"CREATE TABLE {table} (hospital VARCHAR, batch_id VARCHAR)")
-        counts[table] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    return counts
+    _load_quarantine_state(con, folders)
 
 
-def build_warehouse(settings: Settings | None = None) -> dict:
-    """Rebuild warehouse/walnut.duckdb from every finished batch; returns table row counts."""
+def _load_quarantine_state(con: duckdb.DuckDBPyConnection, folders: list[Path]) -> None:
+    """gov.quarantine_release (replay audit trail) and, on gov.quarantine, whether each entry
+    is still `open` or was `released_by` a replay batch (pipeline/replay.py owns the rule)."""
+    from pipeline.batch_files import quarantine_frame
+    from pipeline.replay import RELEASE_FILE, empty_release, quarantine_state_sql
+
+    releases = [f / RELEASE_FILE for f in folders if (f / RELEASE_FILE).is_file()]
+    if releases:
+        con.execute(
+            "CREATE TABLE gov.quarantine_release AS SELECT * FROM "
+            f"read_parquet({_sql_list(releases)}, union_by_name = true)"
+        )
+    else:
+        _create_from_frame(con, "gov.quarantine_release", empty_release())
+    columns = con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = 'gov' AND table_name = 'quarantine'"
+    ).fetchall()
+    if ("source_row",) not in columns:  # no quarantine files yet: an empty, typed table
+        con.execute("DROP TABLE gov.quarantine")
+        _create_from_frame(con, "gov.quarantine", quarantine_frame([]))
+    con.execute(
+        "CREATE TABLE gov.quarantine_state AS "
+        + quarantine_state_sql("gov.quarantine", "gov.quarantine_release")
+    )
+    con.execute("DROP TABLE gov.quarantine")
+    con.execute("ALTER TABLE gov.quarantine_state RENAME TO quarantine")
+
+
+def _create_from_frame(con: duckdb.DuckDBPyConnection, table: str, frame: object) -> None:
+    con.register("_frame", frame)
+    try:
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM _frame")
+    finally:
+        con.unregister("_frame")
+
+
+def _recompute_curated(con: duckdb.DuckDBPyConnection, batches: list) -> None:
+    """core.*, cohort.* and gov run tables, recomputed in full from fhir.* and the gov files."""
+    con.execute("DROP SCHEMA IF EXISTS cohort CASCADE")
+    _load_core(con)
+    from warehouse.cohorts import build_cohorts  # lazily: cohort SQL is read only by builds
+
+    build_cohorts(con)
+    _load_gov(con, batches)
+
+
+def count_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Row count of every warehouse table, fhir -> core -> cohort -> gov, then by name."""
+    names = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND NOT temporary"
+    ).fetchall()
+    order = {s: i for i, s in enumerate(SCHEMAS)}
+    tables = sorted(
+        (f"{s}.{t}" for s, t in names if s in order),
+        key=lambda n: (order[n.split(".")[0]], n),
+    )
+    return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+
+
+def read_applied(db: Path) -> tuple[dict[tuple[str, str], str], str | None] | None:
+    """Applied batches and views fingerprint of the live warehouse; None if absent or legacy."""
+    if not db.is_file():
+        return None
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        applied = con.execute(
+            "SELECT hospital, batch_id, run_finished_at FROM gov.applied_batch"
+        ).fetchall()
+        row = con.execute(
+            "SELECT views_sha256 FROM gov.build_run ORDER BY built_at DESC LIMIT 1"
+        ).fetchone()
+    except duckdb.CatalogException:  # built before incremental builds existed: start over
+        return None
+    finally:
+        con.close()
+    return {(h, b): f for h, b, f in applied}, row[0] if row else None
+
+
+def _live_counts(settings: Settings) -> dict[str, int]:
+    """Row counts of the live warehouse; re-exports its Parquet if that folder went missing."""
+    from warehouse.export import export_parquet, parquet_published
+
+    con = duckdb.connect(str(settings.warehouse_db), read_only=True)
+    try:
+        if not parquet_published(settings.warehouse):
+            export_parquet(con, settings.warehouse)
+        return count_rows(con)
+    finally:
+        con.close()
+
+
+def _write_build(
+    settings: Settings, tmp: Path, pending: list, batches: list, build: dict[str, str]
+) -> tuple[dict[str, int], Path]:
+    """Apply pending batches to tmp (a copy of the live file, or new) and export its tables.
+
+    Returns row counts and the Parquet snapshot folder, published after the database swap.
+    """
+    from warehouse.export import write_snapshot
+
+    con = duckdb.connect(str(tmp))
+    try:
+        merge_batches(con, settings, pending)
+        _recompute_curated(con, batches)
+        from warehouse.linkage import build_patient_links  # lazily: Splink is read only here
+
+        build_patient_links(con, settings)  # core.patient_link, counted by count_rows below
+        con.execute(
+            "INSERT INTO gov.build_run VALUES (?, ?, ?, ?)",
+            [dt.datetime.now(dt.UTC), build["mode"], len(pending), build["views"]],
+        )
+        counts = count_rows(con)
+        con.execute("CHECKPOINT")
+        return counts, write_snapshot(con, settings.warehouse)
+    finally:
+        con.close()
+
+
+def build_warehouse(settings: Settings | None = None, full: bool = False) -> dict:
+    """Apply new finished batches to warehouse/walnut.duckdb (rebuild from scratch when `full`).
+
+    Returns counts only: path, status ("built" or "nothing new"), mode, batches applied,
+    seconds and the row count of every table. With nothing new the file is left untouched.
+    """
+    from warehouse.export import publish_snapshot
+
     settings = settings or load_settings()
     started = time.monotonic()
+    views = views_fingerprint()
     with build_lock(settings.warehouse):
         batches = finished_batches(settings)
-        tmp = settings.warehouse / f".walnut.duckdb.{os.getpid()}.building"
-        tmp.unlink(missing_ok=True)
-        con = duckdb.connect(str(tmp))
-        try:
-            counts = _load_fhir(con, settings, batches)
-            counts |= _load_core(con, counts)
-            counts |= _load_gov(con, batches)
-            con.execute("CHECKPOINT")
-        finally:
-            con.close()
-        os.replace(tmp, settings.warehouse_db)
+        state = None if full else read_applied(settings.warehouse_db)
+        full = state is None
+        mode = "full" if full else "incremental"
+        pending = batches if state is None else pending_batches(state[0], batches)
+        if state is not None and not pending and state[1] == views:
+            status, counts = "nothing new", _live_counts(settings)
+        else:
+            tmp = settings.warehouse / f".walnut.duckdb.{os.getpid()}.building"
+            tmp.unlink(missing_ok=True)
+            try:
+                if not full:
+                    shutil.copyfile(settings.warehouse_db, tmp)
+                build = {"mode": mode, "views": views}
+                counts, snapshot = _write_build(settings, tmp, pending, batches, build)
+                os.replace(tmp, settings.warehouse_db)
+            finally:
+                tmp.unlink(missing_ok=True)
+            publish_snapshot(settings.warehouse, snapshot)
+            status = "built"
     seconds = round(time.monotonic() - started, 2)
-    log.info("warehouse built from %d batch(es) in %.2f s", len(batches), seconds)
+    applied = 0 if status == "nothing new" else len(pending)
+    log.info("warehouse %s (%s, %d batch(es) applied) in %.2f s", status, mode, applied, seconds)
     return {
         "path": str(settings.warehouse_db),
-        "batches": len(batches),
+        "status": status,
+        "mode": mode,
+        "batches": applied,
         "seconds": seconds,
         "tables": counts,
     }

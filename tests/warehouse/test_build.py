@@ -1,0 +1,187 @@
+"""Incremental warehouse build: newest-wins merge, tombstones, no-op reruns, full == incremental."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline.settings import Settings, load_settings
+from tests.warehouse.warehouse_home import (
+    batch_id,
+    condition,
+    patient,
+    snapshot,
+    write_batch,
+)
+from warehouse import build as build_module
+from warehouse.build import build_warehouse
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings({"WALNUT_HOME": str(tmp_path / "home")})
+
+
+def _query(settings: Settings, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(settings.warehouse_db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _first_batch(settings: Settings) -> None:
+    b1 = batch_id(1)
+    write_batch(
+        settings,
+        1,
+        [patient("p1", b1), patient("p2", b1), condition("c1", "p1", b1)],
+    )
+
+
+def _second_batch(settings: Settings) -> None:
+    b2 = batch_id(2)
+    write_batch(
+        settings,
+        2,
+        [patient("p1", b2, gender="male"), patient("p3", b2), condition("c3", "p3", b2)],
+        tombstones=[{"resourceType": "Patient", "id": "p2", "deleted_at": "2026-01-02T00:00:00Z"}],
+    )
+
+
+def test_first_build_loads_every_layer(settings: Settings) -> None:
+    _first_batch(settings)
+    result = build_warehouse(settings)
+    assert result["status"] == "built" and result["mode"] == "full" and result["batches"] == 1
+    assert result["tables"]["fhir.patient"] == 2
+    assert result["tables"]["core.patient"] == 2
+    assert result["tables"]["core.condition"] == 1
+    assert result["tables"]["gov.load_run"] == 1
+    assert result["tables"]["gov.applied_batch"] == 1
+    assert _query(settings, "SELECT patient_id, gender, hospital FROM core.patient ORDER BY 1") == [
+        ("p1", "female", "east_liver"),
+        ("p2", "female", "east_liver"),
+    ]
+
+
+def test_second_build_with_nothing_new_skips_the_rewrite(settings: Settings) -> None:
+    _first_batch(settings)
+    first = build_warehouse(settings)
+    before = snapshot(settings.warehouse_db)
+    stat = settings.warehouse_db.stat()
+    started = time.monotonic()
+    second = build_warehouse(settings)
+    assert time.monotonic() - started < 5  # no rewrite: counts only (loose for busy CI)
+    assert second["status"] == "nothing new" and second["batches"] == 0
+    assert second["tables"] == first["tables"]
+    after = settings.warehouse_db.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
+    assert snapshot(settings.warehouse_db) == before
+
+
+def test_incremental_merge_newest_wins_and_tombstone_deletes(settings: Settings) -> None:
+    _first_batch(settings)
+    build_warehouse(settings)
+    _second_batch(settings)
+    result = build_warehouse(settings)
+    assert result["status"] == "built" and result["mode"] == "incremental"
+    assert result["batches"] == 1  # only the new batch is merged
+    assert _query(settings, "SELECT id, batch_id FROM fhir.patient ORDER BY 1") == [
+        ("p1", batch_id(2)),
+        ("p3", batch_id(2)),
+    ]
+    assert _query(settings, "SELECT patient_id, gender FROM core.patient ORDER BY 1") == [
+        ("p1", "male"),
+        ("p3", "female"),
+    ]
+    assert _query(settings, "SELECT hospital, resource_type, id, batch_id FROM gov.tombstone") == [
+        ("east_liver", "Patient", "p2", batch_id(2))
+    ]
+    assert _query(settings, "SELECT count(*) FROM gov.applied_batch") == [(2,)]
+    assert _query(
+        settings, "SELECT mode, batches_applied FROM gov.build_run ORDER BY built_at"
+    ) == [
+        ("full", 1),
+        ("incremental", 1),
+    ]
+
+
+def test_incremental_equals_full_rebuild(settings: Settings) -> None:
+    _first_batch(settings)
+    build_warehouse(settings)
+    _second_batch(settings)
+    build_warehouse(settings)
+    incremental = snapshot(settings.warehouse_db)
+    full = build_warehouse(settings, full=True)
+    assert full["status"] == "built" and full["mode"] == "full" and full["batches"] == 2
+    assert snapshot(settings.warehouse_db) == incremental
+    assert len(incremental["core.patient"]) == 2
+
+
+def test_tombstone_is_not_undone_by_an_older_batch_but_is_by_a_newer(settings: Settings) -> None:
+    _first_batch(settings)
+    _second_batch(settings)
+    build_warehouse(settings)
+    # A batch landed earlier than the tombstone but applied later (for example a replay).
+    write_batch(settings, 0, [patient("p2", batch_id(0), gender="male")])
+    build_warehouse(settings)
+    assert _query(settings, "SELECT count(*) FROM core.patient WHERE patient_id = 'p2'") == [(0,)]
+    # The hospital re-sends the record after the deletion: it comes back.
+    write_batch(settings, 3, [patient("p2", batch_id(3), gender="male")])
+    build_warehouse(settings)
+    assert _query(
+        settings, "SELECT gender, batch_id FROM core.patient WHERE patient_id = 'p2'"
+    ) == [("male", batch_id(3))]
+
+
+def test_older_batch_never_overwrites_newer_version(settings: Settings) -> None:
+    _second_batch(settings)
+    build_warehouse(settings)
+    _first_batch(settings)  # landed first, applied second
+    build_warehouse(settings)
+    assert _query(
+        settings, "SELECT gender, batch_id FROM core.patient WHERE patient_id = 'p1'"
+    ) == [("male", batch_id(2))]
+    assert _query(settings, "SELECT count(*) FROM core.patient WHERE patient_id = 'p2'") == [(0,)]
+
+
+def test_replayed_batch_is_applied_again(settings: Settings) -> None:
+    _first_batch(settings)
+    build_warehouse(settings)
+    b1 = batch_id(1)
+    write_batch(
+        settings,
+        1,
+        [patient("p1", b1, gender="unknown"), patient("p2", b1), condition("c1", "p1", b1)],
+        finished_at="2026-02-01T00:00:00+00:00",
+    )
+    result = build_warehouse(settings)
+    assert result["status"] == "built" and result["batches"] == 1
+    assert _query(settings, "SELECT gender FROM core.patient WHERE patient_id = 'p1'") == [
+        ("unknown",)
+    ]
+
+
+def test_changed_views_recompute_core_without_new_batches(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _first_batch(settings)
+    build_warehouse(settings)
+    monkeypatch.setattr(build_module, "views_fingerprint", lambda: "changed")
+    result = build_warehouse(settings)
+    assert result["status"] == "built" and result["batches"] == 0
+    assert result["tables"]["core.patient"] == 2
+
+
+def test_legacy_warehouse_is_rebuilt_in_full(settings: Settings) -> None:
+    _first_batch(settings)
+    settings.warehouse.mkdir(parents=True)
+    con = duckdb.connect(str(settings.warehouse_db))
+    con.execute("CREATE SCHEMA fhir")
+    con.execute("CREATE TABLE fhir.patient (resource JSON, batch_id VARCHAR)")
+    con.close()
+    result = build_warehouse(settings)
+    assert result["mode"] == "full" and result["tables"]["core.patient"] == 2
