@@ -68,6 +68,23 @@ TABLES: dict[str, tuple[Column, ...]] = {
         Column("death_date", "date", "Date of death if recorded in the patient master."),
         Column("hbsag", "string", "Hepatitis B surface antigen: positive, negative or null."),
         Column("hcv_ab", "string", "Hepatitis C antibody: positive, negative or null."),
+        Column(
+            "name_key",
+            "string",
+            "Keyed encoding, not a name: HMAC of the name's tone-less pinyin (exact linkage "
+            "blocking); null if the source has no name.",
+        ),
+        Column(
+            "surname_key",
+            "string",
+            "Keyed encoding, not a name: HMAC of the surname's tone-less pinyin.",
+        ),
+        Column(
+            "name_bigrams",
+            "string",
+            "Keyed encoding, not a name: space-joined sorted unique truncated HMACs of the "
+            "name pinyin's letter bigrams (typo-tolerant linkage by set overlap).",
+        ),
     ),
     # grain: one row per recorded diagnosis of a patient
     "diagnosis": (

@@ -17,6 +17,7 @@ from transforms.canonical import TABLES, columns_of
 from transforms.dates import parse_local_datetimes, to_local_date, to_utc, unparseable_mask
 from transforms.errors import MappingError
 from transforms.identity import normalise_resident_id, pseudonymise, resident_id_valid, row_hashes
+from transforms.linkage_keys import encode_names
 from transforms.mapping import ColumnSpec, SiteMapping
 from transforms.units import UnitTable, convert_to_ucum, normalise_unit_spelling, parse_numeric
 
@@ -127,8 +128,9 @@ def standardize_table(
             valid = resident_id_valid(normalised)
             out["resident_id_valid"] = valid
             out["person_key"] = pseudonymise(normalised.where(valid.fillna(False)), key, "person")
-        elif target == "name":
-            continue  # used for linkage inside the hospital boundary only; never staged
+        elif target == "name":  # never staged: only keyed encodings, for cross-site linkage
+            for column, encoded in encode_names(values, key).items():
+                out[column] = encoded
         else:
             if spec.values:
                 vmap = mapping.value_maps[spec.values]
