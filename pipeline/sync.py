@@ -254,20 +254,22 @@ def _quarantined_hashes(files: BatchFiles, stage: str) -> set[str]:
 
 def map_batch_to_fhir(hospital: str, batch_id: str, settings: Settings | None = None) -> dict:
     """Map rows that passed validation to FHIR R4 NDJSON, one file per resource type."""
-    from transforms.fhir.mapper import map_table, write_ndjson
+    from transforms.fhir.mapper import map_table_ndjson, write_ndjson_parts
 
     settings, _ = _context(hospital, settings)
     files = BatchFiles(settings, hospital, batch_id)
     bad = _quarantined_hashes(files, "validate")
-    by_type: dict[str, list[dict]] = defaultdict(list)
+    by_type: dict[str, list[bytes]] = defaultdict(list)
+    counts: Counter[str] = Counter()
     errors: list[dict] = []
     loaded: dict[str, int] = {}
     for table in _staged_tables(files):
         frame = read_staging(files, table)
         frame = frame[~frame["_row_hash"].isin(bad)].reset_index(drop=True)
-        result = map_table(table, frame, hospital)
-        for rtype, resources in result.resources.items():
-            by_type[rtype].extend(resources)
+        result = map_table_ndjson(table, frame, hospital)
+        for rtype, parts in result.ndjson.items():
+            by_type[rtype].extend(parts)
+            counts[rtype] += result.counts[rtype]
         failed = {h for h, _ in result.errors}
         rows = frame.set_index("_row_hash")
         for row_hash, reason in result.errors:
@@ -289,9 +291,9 @@ def map_batch_to_fhir(hospital: str, batch_id: str, settings: Settings | None = 
     if files.fhir.exists():
         for old in files.fhir.glob("*.ndjson"):
             old.unlink()
-    counts = {
-        rtype: write_ndjson(res, files.fhir / f"{rtype}.ndjson") for rtype, res in by_type.items()
-    }
+    for rtype, parts in by_type.items():
+        write_ndjson_parts(parts, files.fhir / f"{rtype}.ndjson")
+    counts = dict(counts)
     write_parquet(quarantine_frame(errors), files.quarantine("fhir"))
     write_json(files.gov / "fhir.json", {"loaded": loaded, "resources": counts})
     return {"hospital": hospital, "batch_id": batch_id, "resources": counts}
