@@ -17,7 +17,7 @@ $(VENV)/.synced: pyproject.toml uv.lock
 
 demo: setup  ## generate the synthetic hospitals, sync them, build the warehouse, print a summary
 	WALNUT_DEMO=1 $(BIN)/walnut demo-data
-	WALNUT_DEMO=1 $(BIN)/walnut sync east_liver
+	WALNUT_DEMO=1 $(BIN)/walnut sync --all
 	$(BIN)/walnut build
 	$(BIN)/walnut status
 	@echo
@@ -35,3 +35,13 @@ lint: setup
 
 clean:  ## remove runtime data (not the virtualenv)
 	rm -rf var
+
+.PHONY: airflow airflow-stop
+
+# Without a pseudonym key in the environment the local stack uses the public demo key, like `make demo`.
+airflow: setup  ## start Airflow 3 (api-server, scheduler, dag-processor, triggerer) on PostgreSQL
+	$(if $(WALNUT_PSEUDONYM_KEY),,WALNUT_DEMO=$${WALNUT_DEMO:-1}) \
+	AIRFLOW_HOME=$${AIRFLOW_HOME:-$(WALNUT_HOME)/airflow} $(BIN)/python -m deploy.airflow.stack start $(AIRFLOW_ARGS)
+
+airflow-stop:  ## stop the Airflow components `make airflow` started (by pid)
+	AIRFLOW_HOME=$${AIRFLOW_HOME:-$(WALNUT_HOME)/airflow} $(BIN)/python -m deploy.airflow.stack stop
