@@ -89,7 +89,8 @@ def test_version_changes_with_any_file(site: Path) -> None:
             "source.yaml",
             "{table: lab, kind: csv",
             "{table: labs, kind: csv",
-            "east_liver/source.yaml: sources.2.csv.table: Value error, unknown canonical table 'labs'",
+            "east_liver/source.yaml: sources.2.csv.table: "
+            "Value error, unknown canonical table 'labs'",
         ),
         (
             "source.yaml",
