@@ -8,7 +8,6 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from datetime import date
-from functools import reduce
 
 import numpy as np
 import pandas as pd
@@ -107,14 +106,40 @@ def row_hashes(frame: pd.DataFrame, key: bytes, salt: str) -> pd.Series:
     equal rows in different tables do not collide. The same raw row always gives the same hash.
     """
     _check_key(key)
-    fields = [_escape_field(frame.iloc[:, i]) for i in range(len(frame.columns))]
-    if not fields:
-        fields = [pd.Series("", index=frame.index, dtype=pd.StringDtype("python"))]
-    joined = reduce(lambda left, right: left + _FIELD_SEPARATOR + right, fields)
-    codes, uniques = pd.factorize(joined)
+    fields = [_field_texts(frame.iloc[:, i]) for i in range(len(frame.columns))]
+    if fields:
+        joined = [_FIELD_SEPARATOR.join(row) for row in zip(*fields, strict=True)]
+    else:
+        joined = [""] * len(frame)
     hash_hex = _keyed_hasher(key, salt + _FIELD_SEPARATOR)
-    digests = np.array([hash_hex(row) for row in uniques], dtype=object)
-    return pd.Series(digests[codes], index=frame.index, dtype="string")
+    digests: dict[str, str] = {}
+    for row in joined:
+        if row not in digests:
+            digests[row] = hash_hex(row)
+    return pd.Series([digests[row] for row in joined], index=frame.index, dtype="string")
+
+
+def _field_texts(column: pd.Series) -> list[str]:
+    """`_escape_field` as a list, in one Python pass when the column holds only text or nulls.
+
+    Raw frames are text, and pandas string methods cost more per value than this loop; any
+    other value type takes the pandas path, so a value always gives the same text.
+    """
+    values = column.tolist()
+    out: list[str] = []
+    append = out.append
+    for value in values:
+        if type(value) is str:
+            if "\\" in value:
+                value = value.replace("\\", "\\\\")
+            if _FIELD_SEPARATOR in value:
+                value = value.replace(_FIELD_SEPARATOR, "\\x1f")
+            append(value)
+        elif value is None or value is pd.NA or (type(value) is float and value != value):
+            append(_MISSING_FIELD)
+        else:
+            return _escape_field(column).tolist()
+    return out
 
 
 def load_pseudonym_key(
