@@ -444,5 +444,120 @@ def trace(
         )
 
 
+def _shorten(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" ... and {len(names) - limit} more" if len(names) > limit else "")
+
+
+@app.command("check-mapping")
+def check_mapping(
+    hospital: Annotated[str, typer.Argument(help="Hospital id (a folder in mappings/).")],
+) -> None:
+    """Validate mappings/HOSPITAL/ without running anything: parse every file, cross-check code
+    and value maps, check that each file glob matches an export in the source folder (a
+    warning when the folder is absent), read only the headers (and the SQL tables' columns
+    when a database is configured), and list mapped columns missing from the exports (errors)
+    and export columns the mapping drops (notes). Exit 0 when fine, 2 with the messages."""
+    from transforms.onboarding.check import check_mapping as run_check
+
+    settings = load_settings()
+    folder = settings.mappings / hospital
+    if not folder.is_dir():
+        _fail(ValueError(f"no mappings/{hospital}/source.yaml (known: {', '.join(hospitals())})"))
+    with console.status(f"{hospital}: checking the mapping against its exports ..."):
+        report = run_check(folder, settings.source_dir(hospital))
+    for where, columns in report.unmapped.items():
+        out.print(f"note: {where}: export columns not mapped (dropped): {_shorten(columns)}")
+    for warning in report.warnings:
+        out.print(f"[yellow]warning:[/] {warning}")
+    if not report.ok:
+        for error in report.errors:
+            console.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(2)
+    out.print(f"{hospital}: mapping OK ({report.files_checked} export(s) compared)")
+
+
+@app.command()
+def unmapped(
+    hospital: Annotated[str, typer.Argument(help="Hospital id (a folder in mappings/).")],
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="CSV to write; default $WALNUT_HOME/reports/unmapped_<hospital>.csv."
+        ),
+    ] = None,
+) -> None:
+    """Write a CSV of local codes that no concept map in mappings/HOSPITAL/codes/ covers yet,
+    from the staged batches: table, source, local_code, rows, first/last batch. Codes and
+    counts only (no PHI): hand it to a terminologist, add the rows to codes/*.csv, then
+    `walnut replay HOSPITAL`."""
+    from transforms.errors import WalnutError
+    from transforms.mapping import load_site_mapping
+    from transforms.onboarding.unmapped import write_unmapped_codes
+
+    settings = load_settings()
+    target = out_file or settings.reports / f"unmapped_{hospital}.csv"
+    try:
+        mapping = load_site_mapping(settings.mappings / hospital)
+        codes = write_unmapped_codes(
+            mapping, settings.staging / hospital, settings.landing / hospital, target
+        )
+    except (WalnutError, OSError) as exc:
+        _fail(exc)
+    rows = int(codes["rows"].sum()) if len(codes) else 0
+    out.print(f"{hospital}: {len(codes)} unmapped local code(s) over {rows} staged row(s)")
+    out.print(f"written to {target}")
+
+
+@app.command()
+def profile(
+    path: Annotated[Path, typer.Argument(help="An export file, or a folder of exports.")],
+    sheet: Annotated[
+        str | None,
+        typer.Option(help="Only this Excel sheet (or HL7 segment, or FHIR resource type)."),
+    ] = None,
+    encoding: Annotated[
+        str, typer.Option(help="Text encoding of CSV/HL7 files; auto detects it.")
+    ] = "auto",
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Also write profile.json and columns.draft.yaml here."),
+    ] = None,
+) -> None:
+    """Profile a new export before mapping it (CSV in any encoding, every sheet of an Excel
+    workbook, HL7 v2, FHIR NDJSON/Bundles): per table the rows and detected encoding, per
+    column the inferred type (date with the formats that parse it, integer, decimal, code,
+    text), blank share, distinct count and value shapes (9 digit, A/a letter, C CJK; never
+    raw values); then a draft columns.yaml to edit. Next: edit it into mappings/<hospital>/,
+    `walnut check-mapping`, `walnut sync`."""
+    from transforms.onboarding.profile import draft_for, profile_path, write_profile
+
+    if not path.exists():
+        _fail(FileNotFoundError(f"{path} not found"))
+    try:
+        with console.status(f"profiling {path.name} ..."):
+            tables = profile_path(path, sheet=sheet, encoding=encoding)
+    except (ValueError, OSError, KeyError) as exc:
+        _fail(exc)
+    for t in tables:
+        header = f", header on row {t.header_row}" if t.header_row else ""
+        grid = Table(
+            title=f"{t.name} ({t.kind}, {t.encoding}, {t.rows} rows, {t.rejected} rejected{header})"
+        )
+        for col in ("column", "type", "blank %", "distinct", "top shapes"):
+            grid.add_column(col, overflow="fold")
+        for c in t.columns:
+            kind = c.kind + (f" ({', '.join(c.formats[:3])})" if c.formats else "")
+            shapes = "  ".join(f"{s} x{n}" for s, n in c.shapes[:3])
+            grid.add_row(c.name, kind, f"{100 * c.null_rate:.0f}", str(c.distinct), shapes)
+        out.print(grid)
+    if out_dir is None:
+        typer.echo(draft_for(tables))  # plain text: rich would wrap the YAML
+        return
+    written = write_profile(tables, out_dir)
+    out.print(f"profile: {written['profile']}")
+    out.print(f"draft columns.yaml: {written['draft']}")
+
+
 if __name__ == "__main__":
     app()

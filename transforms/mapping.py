@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -76,7 +77,9 @@ class SqlSource(_Source):
 
     kind: Literal["sql"]
     source_table: str
-    key_column: str
+    key_column: str = Field(
+        description="the table's primary key column, which names rows in deletions and replays"
+    )
     watermark: str = "updated_at"
     chunk_size: int = Field(default=50_000, ge=1)
     connection: str = Field(
@@ -184,6 +187,9 @@ class SiteMapping(_Strict):
     value_maps: dict[str, dict[str, str]]
     code_maps: dict[str, dict[str, list[CodeEntry]]]
     version: str
+    constants: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="by source key: canonical column -> fixed value"
+    )
 
 
 def _read_yaml(path: Path) -> dict:
@@ -198,17 +204,56 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+_SOURCE_KINDS: dict[str, type[_Source]] = {
+    "csv": CsvSource,
+    "excel": ExcelSource,
+    "sql": SqlSource,
+    "hl7v2": Hl7Source,
+    "fhir": FhirSource,
+}
+
+
+def _field_hint(loc: tuple) -> str:
+    """The description of the source field an error points at (`sources.N.<kind>.<field>`)."""
+    if len(loc) == 4 and loc[0] == "sources" and loc[2] in _SOURCE_KINDS:
+        field = _SOURCE_KINDS[loc[2]].model_fields.get(str(loc[3]))
+        if field is not None and field.description:
+            return f" ({field.description})"
+    return ""
+
+
 def _explain(path: Path, exc: ValidationError) -> MappingError:
     first = exc.errors()[0]
+    loc = tuple(first["loc"])
+    key = ".".join(str(p) for p in loc)
+    if first["type"] == "union_tag_invalid":
+        found = first["ctx"]["tag"]
+        message = f"unknown source kind {found!r}; expected one of {list(_SOURCE_KINDS)}"
+        return MappingError(f"{path.parent.name}/{path.name}: {key}.kind: {message}")
+    if first["type"] == "union_tag_not_found":
+        message = f"no `kind`; expected one of {list(_SOURCE_KINDS)}"
+        return MappingError(f"{path.parent.name}/{path.name}: {key}: {message}")
+    message = "required key is missing" if first["type"] == "missing" else first["msg"]
+    if first["type"] in {"greater_than_equal", "greater_than"}:
+        message += f", got {first['input']!r}"
+    return MappingError(f"{path.parent.name}/{path.name}: {key}: {message}{_field_hint(loc)}")
+
+
+def _explain_column(where: str, exc: ValidationError) -> MappingError:
+    first = exc.errors()[0]
     key = ".".join(str(p) for p in first["loc"])
-    return MappingError(f"{path.parent.name}/{path.name}: {key}: {first['msg']}")
+    if first["loc"][:1] == ("formats",):
+        return MappingError(
+            f"{where}: formats: expected a list of strptime patterns, e.g. ['%d/%m/%Y']"
+        )
+    return MappingError(f"{where}: {key}: {first['msg']}" if key else f"{where}: {first['msg']}")
 
 
 def _parse_columns(
     path: Path, raw: dict, source_tables: dict[str, str]
 ) -> tuple[dict[str, TableColumns], dict[str, dict]]:
     """Column maps keyed by source key (a source's name, or its table when unnamed)."""
-    value_maps = raw.pop("value_maps", {}) or {}
+    value_maps = _check_value_maps(path, raw.pop("value_maps", {}) or {})
     tables: dict[str, TableColumns] = {}
     for key, columns in raw.items():
         where = f"{path.parent.name}/{path.name}: {key}"
@@ -231,7 +276,7 @@ def _parse_columns(
             try:
                 parsed = ColumnSpec.model_validate(spec)
             except ValidationError as exc:
-                raise MappingError(f"{where}.{source}: {exc.errors()[0]['msg']}") from exc
+                raise _explain_column(f"{where}.{source}", exc) from exc
             if parsed.drop:
                 specs[str(source)] = parsed
                 continue
@@ -249,12 +294,101 @@ def _parse_columns(
                 raise MappingError(
                     f"{where}.{source}: value map {parsed.values!r} is not defined under value_maps"
                 )
+            if parsed.formats is not None:
+                _check_formats(f"{where}.{source}", parsed.formats, table, parsed.to)
             targets[parsed.to] = str(source)
             specs[str(source)] = parsed
         if "mrn" not in targets:
             raise MappingError(f"{where}: no column maps to 'mrn' (the patient's record number)")
         tables[key] = TableColumns(columns=specs)
     return tables, value_maps
+
+
+# strptime directives (https://docs.python.org/3/library/datetime.html#format-codes).
+DATE_DIRECTIVES = frozenset("aAwdbBmyYHIpMSfzZjUWcxXGuV%")
+_YEAR_DIRECTIVES = ("%Y", "%y", "%G")
+
+
+def _check_formats(where: str, formats: list[str], table: str, target: str | None) -> None:
+    """Date patterns must be strptime patterns with a year, on a date or timestamp column."""
+    dtypes = {c.name: c.dtype for c in TABLES[table]}
+    if dtypes.get(target or "") not in {"date", "timestamp"}:
+        raise MappingError(
+            f"{where}: formats: only date and timestamp columns take formats; "
+            f"{target!r} is {dtypes.get(target or '', 'an identity role')}"
+        )
+    if not formats:
+        raise MappingError(f"{where}: formats: expected at least one strptime pattern")
+    for pattern in formats:
+        directives = re.findall(r"%(.?)", pattern)
+        unknown = sorted({f"%{d}" for d in directives if d not in DATE_DIRECTIVES})
+        if unknown:
+            raise MappingError(
+                f"{where}: formats: {pattern!r} has unknown directive(s) {unknown}; "
+                "expected strptime directives such as %Y %m %d %H %M %S"
+            )
+        if not any(year in pattern for year in _YEAR_DIRECTIVES):
+            raise MappingError(
+                f"{where}: formats: {pattern!r} has no year; expected a strptime pattern "
+                "with %Y (or %y), e.g. '%d/%m/%Y'"
+            )
+
+
+def _check_value_maps(path: Path, value_maps: object) -> dict[str, dict[str, str]]:
+    """value_maps: name -> {source text: canonical text}; numbers must be quoted in YAML."""
+    where = f"{path.parent.name}/{path.name}: value_maps"
+    if not isinstance(value_maps, dict):
+        raise MappingError(f"{where}: expected name -> {{source value: canonical value}} entries")
+    for name, entries in value_maps.items():
+        if not isinstance(entries, dict):
+            raise MappingError(
+                f"{where}.{name}: expected a mapping of source value -> canonical value, "
+                f"got a {type(entries).__name__}"
+            )
+        for source, target in entries.items():
+            if not isinstance(source, str) or not isinstance(target, str):
+                raise MappingError(
+                    f"{where}.{name}: entry {source!r}: expected text -> text "
+                    '(quote numbers and yes/no in YAML, e.g. "1": male)'
+                )
+    return value_maps
+
+
+def _parse_constants(
+    path: Path, raw: object, source_tables: dict[str, str], tables: dict[str, TableColumns]
+) -> dict[str, dict[str, str]]:
+    """constants: source key -> {canonical text column: value every row of that source gets}."""
+    where = f"{path.parent.name}/{path.name}: constants"
+    if not isinstance(raw, dict):
+        raise MappingError(f"{where}: expected source -> {{canonical column: value}} entries")
+    constants: dict[str, dict[str, str]] = {}
+    for key, values in raw.items():
+        if key not in source_tables:
+            raise MappingError(
+                f"{where}.{key}: no source of that name in source.yaml; "
+                f"expected one of {sorted(source_tables)}"
+            )
+        if not isinstance(values, dict):
+            raise MappingError(f"{where}.{key}: expected canonical column -> value entries")
+        table = source_tables[key]
+        text_columns = {c.name for c in TABLES[table] if c.dtype == "string"}
+        text_columns -= {"patient_key", "person_key", "name_key", "surname_key", "name_bigrams"}
+        mapped = {s.to: src for src, s in tables[key].columns.items() if not s.drop}
+        for column, value in values.items():
+            if column not in text_columns:
+                raise MappingError(
+                    f"{where}.{key}.{column}: not a text column of {table}; "
+                    f"expected one of {sorted(text_columns)}"
+                )
+            if column in mapped:
+                raise MappingError(
+                    f"{where}.{key}.{column}: duplicate mapping to {column!r} "
+                    f"(already mapped from {mapped[column]!r})"
+                )
+            if not isinstance(value, str):
+                raise MappingError(f"{where}.{key}.{column}: expected a text value")
+        constants[key] = {str(c): v for c, v in values.items()}
+    return constants
 
 
 def _read_code_map(path: Path) -> dict[str, list[CodeEntry]]:
@@ -312,9 +446,11 @@ def load_site_mapping(folder: Path) -> SiteMapping:
                 "give each source feeding the same table its own `name`"
             )
         source_tables[spec.key] = spec.table
-    tables, value_maps = _parse_columns(
-        folder / "columns.yaml", _read_yaml(folder / "columns.yaml"), source_tables
-    )
+    columns_path = folder / "columns.yaml"
+    columns_raw = _read_yaml(columns_path)
+    constants_raw = columns_raw.pop("constants", {}) or {}
+    tables, value_maps = _parse_columns(columns_path, columns_raw, source_tables)
+    constants = _parse_constants(columns_path, constants_raw, source_tables, tables)
     code_maps = {p.stem: _read_code_map(p) for p in sorted((folder / "codes").glob("*.csv"))}
     for key in source_tables:
         if key not in tables:
@@ -336,4 +472,5 @@ def load_site_mapping(folder: Path) -> SiteMapping:
         value_maps=value_maps,
         code_maps=code_maps,
         version=_version_of(folder),
+        constants=constants,
     )

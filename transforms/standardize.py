@@ -143,6 +143,8 @@ def standardize_table(
             date_col = target.removesuffix("_at") + "_date"
             if dtypes[target] == "timestamp" and date_col in dtypes and local is not None:
                 out[date_col] = to_local_date(local)  # keep the local calendar date beside UTC
+    for target, value in mapping.constants.get(key_name, {}).items():  # columns.yaml constants
+        out[target] = pd.Series(value, index=raw.index, dtype="string")
 
     if table in CODE_TARGETS and "local_code" in out:
         _apply_codes(out, table, mapping.code_maps.get(_codes_name(specs), {}))

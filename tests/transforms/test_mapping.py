@@ -110,6 +110,76 @@ def test_version_changes_with_any_file(site: Path) -> None:
             "AFP,http://loinc.org",
             "east_liver/codes/lab.csv: line 3: duplicate mapping of 'AFP' to http://loinc.org",
         ),
+        (
+            "source.yaml",
+            "{table: lab, kind: csv",
+            "{table: lab, kind: parquet",
+            "east_liver/source.yaml: sources.2.kind: unknown source kind 'parquet'; "
+            "expected one of ['csv', 'excel', 'sql', 'hl7v2', 'fhir']",
+        ),
+        (
+            "columns.yaml",
+            "  检验时间: collected_at",
+            "  检验时间: {to: collected_at, formats: ['%d/%m %H:%M']}",
+            "east_liver/columns.yaml: lab.检验时间: formats: '%d/%m %H:%M' has no year; "
+            "expected a strptime pattern with %Y (or %y), e.g. '%d/%m/%Y'",
+        ),
+        (
+            "columns.yaml",
+            "  检验时间: collected_at",
+            "  检验时间: {to: collected_at, formats: ['%d/%m/%Q']}",
+            "east_liver/columns.yaml: lab.检验时间: formats: '%d/%m/%Q' has unknown "
+            "directive(s) ['%Q']; expected strptime directives such as %Y %m %d %H %M %S",
+        ),
+        (
+            "columns.yaml",
+            "  检验时间: collected_at",
+            "  检验时间: {to: collected_at, formats: '%d/%m/%Y'}",
+            "east_liver/columns.yaml: lab.检验时间: formats: expected a list of strptime "
+            "patterns, e.g. ['%d/%m/%Y']",
+        ),
+        (
+            "columns.yaml",
+            "  结果: source_value",
+            "  结果: {to: source_value, formats: ['%Y-%m-%d']}",
+            "east_liver/columns.yaml: lab.结果: formats: only date and timestamp columns take "
+            "formats; 'source_value' is float",
+        ),
+        (
+            "columns.yaml",
+            "sex: {男: male, 女: female, 未知: unknown}",
+            "sex: [male, female, unknown]",
+            "east_liver/columns.yaml: value_maps.sex: expected a mapping of source value -> "
+            "canonical value, got a list",
+        ),
+        (
+            "columns.yaml",
+            "sex: {男: male, 女: female, 未知: unknown}",
+            "sex: {1: male, 2: female}",
+            "east_liver/columns.yaml: value_maps.sex: entry 1: expected text -> text "
+            '(quote numbers and yes/no in YAML, e.g. "1": male)',
+        ),
+        (
+            "columns.yaml",
+            "value_maps:",
+            "constants:\n  treatment: {category: procedure}\nvalue_maps:",
+            "east_liver/columns.yaml: constants.treatment.category: duplicate mapping to "
+            "'category' (already mapped from '治疗类别')",
+        ),
+        (
+            "columns.yaml",
+            "value_maps:",
+            "constants:\n  lab: {value: '1'}\nvalue_maps:",
+            "east_liver/columns.yaml: constants.lab.value: not a text column of lab; expected "
+            "one of ['local_code', 'loinc_code', 'loinc_display', 'source_unit', 'unit']",
+        ),
+        (
+            "columns.yaml",
+            "value_maps:",
+            "constants:\n  labs: {unit: g/L}\nvalue_maps:",
+            "east_liver/columns.yaml: constants.labs: no source of that name in source.yaml; "
+            "expected one of ['diagnosis', 'followup', 'lab', 'patient', 'treatment']",
+        ),
     ],
 )
 def test_mistakes_name_file_key_and_expectation(
@@ -119,6 +189,53 @@ def test_mistakes_name_file_key_and_expectation(
     with pytest.raises(MappingError) as caught:
         load_site_mapping(site)
     assert str(caught.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("hospital", "old", "new", "message"),
+    [
+        (
+            "north_chest",
+            "sheet: 患者, header_row: 2",
+            "sheet: 患者, header_row: 0",
+            "north_chest/source.yaml: sources.0.excel.header_row: Input should be greater than "
+            "or equal to 1, got 0 (1-based row of the column headers)",
+        ),
+        (
+            "south_general",
+            "    key_column: pat_id\n",
+            "",
+            "south_general/source.yaml: sources.0.sql.key_column: required key is missing "
+            "(the table's primary key column, which names rows in deletions and replays)",
+        ),
+    ],
+)
+def test_source_kind_mistakes(
+    tmp_path: Path, hospital: str, old: str, new: str, message: str
+) -> None:
+    folder = tmp_path / hospital
+    shutil.copytree(ROOT / "mappings" / hospital, folder)
+    _edit(folder / "source.yaml", old, new)
+    with pytest.raises(MappingError) as caught:
+        load_site_mapping(folder)
+    assert str(caught.value) == message
+
+
+def test_constants_feed_every_row_of_their_source() -> None:
+    mapping = load_site_mapping(ROOT / "mappings" / "south_general")
+    assert mapping.constants == {
+        "drug": {"category": "medication"},
+        "surgery": {"category": "procedure"},
+    }
+    assert load_site_mapping(ROOT / "mappings" / "north_chest").constants == {
+        "treatment": {"category": "medication"}
+    }
+
+
+def test_missing_source_yaml(site: Path) -> None:
+    (site / "source.yaml").unlink()
+    with pytest.raises(MappingError, match=r"^source.yaml: file not found in east_liver/$"):
+        load_site_mapping(site)
 
 
 def test_missing_file(site: Path) -> None:

@@ -1,0 +1,1 @@
+"""Onboarding a hospital: check a mapping against its exports, profile new exports."""
