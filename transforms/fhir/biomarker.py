@@ -64,8 +64,45 @@ def build_biomarker_observation(row: dict[str, Any], hospital: str) -> dict[str,
     return resource
 
 
+# https://hl7.org/fhir/R4/v2/0074/index.html (diagnostic service section)
+SERVICE_SECTION = "http://terminology.hl7.org/CodeSystem/v2-0074"
+PD_L1_LOINC = "83053-9"
+# LOINC document codes: 51969-4 Genetic analysis report, 11526-1 Pathology study.
+REPORT_CODES = {
+    "genetics": (
+        coding(SERVICE_SECTION, "GE", "Genetics"),
+        coding(LOINC, "51969-4", "Genetic analysis report"),
+    ),
+    "pathology": (
+        coding(SERVICE_SECTION, "PAT", "Pathology (gross & histopath, not surgical)"),
+        coding(LOINC, "11526-1", "Pathology study"),
+    ),
+}
+
+
+def build_biomarker_report(
+    row: dict[str, Any], hospital: str, observation: dict[str, Any]
+) -> dict[str, Any]:
+    """The pathology or molecular report the result belongs to
+    (https://hl7.org/fhir/R4/diagnosticreport.html): one per biomarker test row, pointing at
+    its Observation, so reports can be counted and joined like the other core tables."""
+    key = natural_key(row, row["patient_key"], row["local_code"], row["test_date"])
+    resource_id = fhir_id("DiagnosticReport", hospital, "biomarker", *key)
+    resource = new_resource("DiagnosticReport", resource_id, row, hospital)
+    kind = "pathology" if row["loinc_code"] == PD_L1_LOINC else "genetics"
+    section, code = REPORT_CODES[kind]
+    resource["status"] = "final"
+    resource["category"] = [{"coding": [section]}]
+    resource["code"] = {"coding": [code]}
+    resource["subject"] = observation["subject"]
+    resource["effectiveDateTime"] = observation["effectiveDateTime"]
+    resource["result"] = [{"reference": f"Observation/{observation['id']}"}]
+    return resource
+
+
 def build_biomarker_observations(row: dict[str, Any], hospital: str) -> list[dict[str, Any]]:
-    return [build_biomarker_observation(row, hospital)]
+    observation = build_biomarker_observation(row, hospital)
+    return [observation, build_biomarker_report(row, hospital, observation)]
 
 
 def _value(row: dict[str, Any]) -> dict[str, Any]:

@@ -93,3 +93,18 @@ def test_bad_rows_become_errors_without_values(result, tps, reason) -> None:
     assert len(mapped.errors) == 1
     row_hash, message = mapped.errors[0]
     assert row_hash == "rh-b9" and reason in message
+
+
+def test_each_result_has_its_report(biomarker_frame: pd.DataFrame) -> None:
+    resources = map_table("biomarker", biomarker_frame, "h1").resources
+    observations, reports = resources["Observation"], resources["DiagnosticReport"]
+    assert len(reports) == 4
+    for obs, report in zip(observations, reports, strict=True):
+        assert report["result"] == [{"reference": f"Observation/{obs['id']}"}]
+        assert report["subject"] == obs["subject"]
+        assert report["status"] == "final"
+    egfr, _, pdl1, _ = reports
+    assert egfr["code"]["coding"][0]["code"] == "51969-4"
+    assert egfr["category"][0]["coding"][0]["code"] == "GE"
+    assert pdl1["code"]["coding"][0]["code"] == "11526-1"
+    assert pdl1["category"][0]["coding"][0]["code"] == "PAT"
