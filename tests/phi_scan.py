@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -53,3 +55,12 @@ def find_phi(root: Path, needles: set[str]) -> list[tuple[str, str]]:
 
 def find_phi_in_text(text: str, needles: set[str]) -> list[str]:
     return sorted(n for n in needles if n in text)
+
+
+def planted_identifiers(sources: Path, hospital: str = "east_liver") -> set[str]:
+    """Names, resident IDs, phones, addresses and MRNs of a synthetic east_liver export."""
+    text = (sources / hospital / "患者.csv").read_bytes().decode("gb18030", errors="replace")
+    needles: set[str] = set()
+    for row in csv.DictReader(io.StringIO(text)):
+        needles |= {row["姓名"], row["身份证号"], row["联系电话"], row["家庭住址"], row["住院号"]}
+    return {n for n in needles if n and len(n) >= 2}

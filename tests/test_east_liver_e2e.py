@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from pathlib import Path
 
@@ -14,8 +12,11 @@ import pytest
 
 from pipeline.settings import load_settings
 from pipeline.sync import sync_hospital
-from tests.phi_scan import find_phi, find_phi_in_text
+from tests.phi_scan import find_phi, find_phi_in_text, planted_identifiers
 from warehouse.build import build_warehouse
+from warehouse.docs import write_data_dictionary
+from warehouse.dq_report import write_dq_report
+from warehouse.report import write_report
 
 pytestmark = pytest.mark.slow
 
@@ -62,11 +63,17 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         first = sync_hospital(HOSPITAL, settings)
         build = build_warehouse(settings)
         second = sync_hospital(HOSPITAL, settings)
+        reports = [
+            write_report(settings),
+            write_dq_report(settings),
+            write_data_dictionary(settings)["markdown"],
+        ]
     finally:
         root.removeHandler(capture)
         root.setLevel(old_level)
     return {
         "settings": settings,
+        "reports": reports,
         "first": first,
         "second": second,
         "build": build,
@@ -170,19 +177,14 @@ def test_warehouse_has_core_and_gov_tables(run: dict) -> None:
 
 
 def _planted(settings) -> set[str]:
-    text = (
-        (settings.sources / HOSPITAL / "患者.csv").read_bytes().decode("gb18030", errors="replace")
-    )
-    needles: set[str] = set()
-    for row in csv.DictReader(io.StringIO(text)):
-        needles |= {row["姓名"], row["身份证号"], row["联系电话"], row["家庭住址"], row["住院号"]}
-    return {n for n in needles if n and len(n) >= 2}
+    return planted_identifiers(settings.sources, HOSPITAL)
 
 
 def test_no_phi_outside_the_hospital_boundary(run: dict) -> None:
     settings = run["settings"]
     needles = _planted(settings)
     assert len(needles) > 100
+    assert all(Path(p).is_file() for p in run["reports"])  # reports are part of the scan
     assert find_phi(settings.home, needles) == []
     assert find_phi_in_text(run["logs"], needles) == []
 

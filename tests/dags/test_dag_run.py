@@ -60,6 +60,8 @@ def dag_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert proc.returncode == 0 and lines, f"probe failed:\n{proc.stderr[-4000:]}"
     result = json.loads(lines[-1][len(MARKER) :])
     result["walnut_home"] = walnut_home
+    result["airflow_home"] = base / "airflow_home"
+    result["output"] = proc.stdout + proc.stderr
     print(
         f"\nairflow import {result['airflow_import_seconds']:.1f}s, "
         f"db migrate {result['migrate_seconds']:.1f}s, "
@@ -105,3 +107,14 @@ def test_build_writes_the_warehouse_file(dag_runs: dict) -> None:
     assert build["state"] == "success"
     assert build["tasks"] == {"build_warehouse": "success"}
     assert (dag_runs["walnut_home"] / "warehouse" / "walnut.duckdb").is_file()
+
+
+def test_no_phi_in_airflow_logs_xcom_or_metadata(dag_runs: dict) -> None:
+    """Task logs, XCom and every other file Airflow wrote (its SQLite metadata DB included)."""
+    from tests.phi_scan import find_phi, find_phi_in_text, planted_identifiers
+
+    needles = planted_identifiers(dag_runs["walnut_home"] / "sources", HOSPITAL)
+    assert len(needles) > 20
+    assert find_phi(dag_runs["airflow_home"], needles) == []
+    assert find_phi(dag_runs["walnut_home"], needles) == []
+    assert find_phi_in_text(dag_runs["output"], needles) == []
