@@ -1,8 +1,12 @@
-"""Cross-table check GX cannot express on one frame: every row's patient must be loaded.
+"""Cross-table checks GX cannot express on one frame: each row against its patient's record.
 
-A diagnosis, lab, treatment or follow-up row whose patient is absent from every patient
-export of the hospital, or whose patient row is in quarantine, would point at nothing in the
-warehouse. Such rows are quarantined too, and leave quarantine when their patient does.
+- `<table>.patient_known`: a diagnosis, lab, treatment, biomarker or follow-up row whose
+  patient is absent from every patient export of the hospital, or whose patient row is in
+  quarantine, would point at nothing in the warehouse. It is quarantined too, and leaves
+  quarantine (replay) when its patient does.
+- `<table>.after_birth` and `<table>.not_after_death`: temporal order (Kahn plausibility):
+  no clinical event before the patient's birth or after their recorded death. Follow-up
+  contacts are exempt from the death check: a contact is how a death often becomes known.
 """
 
 from __future__ import annotations
@@ -15,6 +19,15 @@ EXPLANATION = (
     "The row's patient is not loaded: no patient export of this hospital has the record "
     "number, or the patient row itself is in quarantine."
 )
+
+# The event date of each table the temporal checks look at.
+EVENT_DATE = {
+    "diagnosis": "diagnosis_date",
+    "lab": "collected_date",
+    "treatment": "treatment_date",
+    "biomarker": "test_date",
+    "followup": "contact_date",
+}
 
 
 def check_patient_known(
@@ -35,3 +48,65 @@ def check_patient_known(
         explanation=EXPLANATION,
     )
     return result, failed
+
+
+def _temporal(
+    table: str,
+    name: str,
+    explanation: str,
+    evaluated: pd.Series,
+    bad: pd.Series,
+    frame: pd.DataFrame,
+) -> tuple[CheckResult, list[str]]:
+    failed = frame.loc[bad.fillna(False).astype(bool), "_row_hash"].tolist()
+    result = CheckResult(
+        check_id=f"{table}.{name}",
+        table=table,
+        category="plausibility",
+        severity="quarantine",
+        evaluated=int(evaluated.sum()),
+        failed=len(failed),
+        success=not failed,
+        explanation=explanation,
+    )
+    return result, failed
+
+
+def check_event_dates(
+    table: str, frame: pd.DataFrame, patients: pd.DataFrame
+) -> list[tuple[CheckResult, list[str]]]:
+    """`<table>.after_birth` and (except follow-up) `<table>.not_after_death`, with failures.
+
+    `patients` has one row per loaded patient_key with birth_date and death_date.
+    """
+    column = EVENT_DATE.get(table)
+    if column is None:
+        return []
+    dates = pd.to_datetime(frame[column]).astype("datetime64[ms]")
+    joined = frame[["patient_key"]].merge(patients, on="patient_key", how="left")
+    birth = joined["birth_date"].set_axis(frame.index)
+    death = joined["death_date"].set_axis(frame.index)
+    with_birth = dates.notna() & birth.notna()
+    checks = [
+        _temporal(
+            table,
+            "after_birth",
+            f"The {column.replace('_', ' ')} is before the patient's date of birth.",
+            with_birth,
+            with_birth & (dates < birth),
+            frame,
+        )
+    ]
+    if table != "followup":
+        with_death = dates.notna() & death.notna()
+        checks.append(
+            _temporal(
+                table,
+                "not_after_death",
+                f"The {column.replace('_', ' ')} is after the patient's recorded date of death.",
+                with_death,
+                with_death & (dates > death),
+                frame,
+            )
+        )
+    return checks

@@ -154,25 +154,39 @@ def _payload(frame: pd.DataFrame) -> pd.Series:
     )
 
 
-def _known_patients(files: BatchFiles, this_batch: pd.DataFrame | None, bad: set[str]) -> set[str]:
-    """Patient keys loaded by any finished batch of the hospital, plus this batch's good ones."""
-    known: set[str] = set()
+def _known_patients(
+    files: BatchFiles, this_batch: pd.DataFrame | None, bad: set[str]
+) -> pd.DataFrame:
+    """Patients loaded by any finished batch of the hospital plus this batch's good ones: one
+    row per patient_key with birth and death dates (the newest batch's values)."""
+    columns = ["patient_key", "birth_date", "death_date", "_row_hash"]
+    parts: list[pd.DataFrame] = []
     for path in sorted((files.settings.staging / files.hospital / "patient").glob("*.parquet")):
         batch = BatchFiles(files.settings, files.hospital, path.stem)
         if batch.batch_id == files.batch_id or not _finished(batch):
             continue
-        frame = pq.read_table(path, columns=["patient_key", "_row_hash"]).to_pandas()
-        quarantined = _quarantined_hashes(batch, "validate")
-        known |= set(frame.loc[~frame["_row_hash"].isin(quarantined), "patient_key"].dropna())
+        frame = pq.read_table(path, columns=columns).to_pandas()
+        parts.append(frame[~frame["_row_hash"].isin(_quarantined_hashes(batch, "validate"))])
     if this_batch is not None:
-        good = this_batch[~this_batch["_row_hash"].isin(bad)]
-        known |= set(good["patient_key"].dropna())
-    return known
+        parts.append(this_batch.loc[~this_batch["_row_hash"].isin(bad), columns])
+    if not parts:
+        return pd.DataFrame(columns=columns[:3])
+    known = pd.concat([conform_dates(p) for p in parts], ignore_index=True)
+    known = known.dropna(subset=["patient_key"])
+    return known.drop_duplicates("patient_key", keep="last")[columns[:3]]
+
+
+def conform_dates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Birth/death dates as datetime64 whatever Parquet returned (date objects or datetimes)."""
+    frame = frame.copy()
+    for column in ("birth_date", "death_date"):
+        frame[column] = pd.to_datetime(frame[column]).astype("datetime64[ms]")
+    return frame
 
 
 def validate_batch(hospital: str, batch_id: str, settings: Settings | None = None) -> dict:
     """Run each table's suite once; failing rows go to quarantine, results to dq_result."""
-    from expectations.referential import check_patient_known
+    from expectations.referential import check_event_dates, check_patient_known
     from expectations.runner import validate_frame
 
     settings, mapping = _context(hospital, settings)
@@ -194,10 +208,12 @@ def validate_batch(hospital: str, batch_id: str, settings: Settings | None = Non
         checks = list(outcome.results)
         failed_rows = {h: list(ids) for h, ids in outcome.failed_rows.items()}
         if table != "patient":
-            result, orphans = check_patient_known(table, frame, known)
-            checks.append(result)
-            for row_hash in orphans:
-                failed_rows.setdefault(row_hash, []).append(result.check_id)
+            cross_table = [check_patient_known(table, frame, set(known["patient_key"]))]
+            cross_table += check_event_dates(table, frame, known)
+            for result, failing in cross_table:
+                checks.append(result)
+                for row_hash in failing:
+                    failed_rows.setdefault(row_hash, []).append(result.check_id)
         results += [
             {
                 "hospital": hospital,
