@@ -1,0 +1,1 @@
+"""Throughput and memory benchmarks per stage and end to end (`make bench`)."""
