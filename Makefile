@@ -19,6 +19,9 @@ demo: setup  ## generate the synthetic hospitals, sync them, build the warehouse
 	WALNUT_DEMO=1 $(BIN)/walnut demo-data
 	WALNUT_DEMO=1 $(BIN)/walnut sync --all
 	$(BIN)/walnut build
+	$(BIN)/walnut report
+	$(BIN)/walnut dq --html
+	$(BIN)/walnut docs
 	$(BIN)/walnut status
 	@echo
 	@echo "Runtime data is under $(WALNUT_HOME)/ (sources, landing, staging, fhir, gov, warehouse)."
@@ -45,3 +48,7 @@ airflow: setup  ## start Airflow 3 (api-server, scheduler, dag-processor, trigge
 
 airflow-stop:  ## stop the Airflow components `make airflow` started (by pid)
 	AIRFLOW_HOME=$${AIRFLOW_HOME:-$(WALNUT_HOME)/airflow} $(BIN)/python -m deploy.airflow.stack stop
+
+.PHONY: bench
+bench: setup  ## throughput and peak RSS per stage (BENCH_SCALE=large adds 1M rows); writes docs/benchmarks.md
+	$(BIN)/python -m benchmarks

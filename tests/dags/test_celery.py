@@ -18,6 +18,7 @@ from tests.dags.airflow_rest import BUILD_DAG, HOSPITALS, AirflowApi, run_stack
 
 pytestmark = pytest.mark.slow
 WORKERS = ("w1", "w2")
+RESULT_DRIVER = "db+postgresql+psycopg2"  # plain db+postgresql asks for psycopg 3
 BROKER_PORTS = {"rabbitmq": 5672, "redis": 6379}
 
 
@@ -45,7 +46,7 @@ def celery_airflow(
         base,
         executor="CeleryExecutor",
         broker_url=stack.BROKERS[broker],
-        result_backend=lambda db, role: stack.postgres_url(db, role, driver="db+postgresql"),
+        result_backend=lambda db, role: stack.postgres_url(db, role, RESULT_DRIVER),
         queue=f"walnut_test_{uuid.uuid4().hex[:8]}",
         workers=WORKERS,
         worker_concurrency=1,

@@ -1,0 +1,1 @@
+"""Deployment helpers: scripts that run Walnut on real infrastructure."""
