@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,3 +76,24 @@ def quarantine_frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(QUARANTINE_COLUMNS))
     frame["source_row"] = frame["source_row"].astype("int64")
     return frame.astype({c: "string" for c in QUARANTINE_COLUMNS if c != "source_row"})
+
+
+def extract_rejections(
+    hospital: str, batch_id: str, table: str, source_file: str, rejected: Iterable
+) -> list[dict]:
+    """Quarantine rows for source rows a reader could not read (no payload: never parsed)."""
+    return [
+        {
+            "hospital": hospital,
+            "batch_id": batch_id,
+            "table": table,
+            "source_file": source_file,
+            "source_row": r.source_row,
+            "row_hash": None,
+            "stage": "extract",
+            "rule_id": r.rule,
+            "reason": r.reason,
+            "payload": None,
+        }
+        for r in rejected
+    ]

@@ -26,7 +26,14 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
-from pipeline.batch_files import BatchFiles, quarantine_frame, read_json, write_json, write_parquet
+from pipeline.batch_files import (
+    BatchFiles,
+    extract_rejections,
+    quarantine_frame,
+    read_json,
+    write_json,
+    write_parquet,
+)
 from pipeline.settings import Settings, hospitals, load_settings
 from transforms.canonical import arrow_schema
 from transforms.errors import ConfigError
@@ -226,21 +233,9 @@ def stage_replay_rows(
                 table_counts["read"] += len(frame) + len(bad)
                 found |= {(spec.table, source_file, int(n)) for n in frame["_source_row"]}
                 found |= {(spec.table, source_file, r.source_row) for r in bad}
-                rejected += [
-                    {
-                        "hospital": hospital,
-                        "batch_id": files.batch_id,
-                        "table": spec.table,
-                        "source_file": source_file,
-                        "source_row": r.source_row,
-                        "row_hash": None,
-                        "stage": "extract",
-                        "rule_id": r.rule,
-                        "reason": r.reason,
-                        "payload": None,
-                    }
-                    for r in bad
-                ]
+                rejected += extract_rejections(
+                    hospital, files.batch_id, spec.table, source_file, bad
+                )
                 if frame.empty:
                     continue
                 staged = standardize_table(

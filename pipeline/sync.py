@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from pipeline.batch_files import (
     BatchFiles,
+    extract_rejections,
     quarantine_frame,
     read_json,
     write_json,
@@ -109,21 +110,9 @@ def stage_batch(hospital: str, batch_id: str, settings: Settings | None = None) 
                 log.info(
                     "%s: %s read %d row(s) (%s)", hospital, source_file, raw.rows_read, raw.encoding
                 )
-                rejected += [
-                    {
-                        "hospital": hospital,
-                        "batch_id": batch_id,
-                        "table": spec.table,
-                        "source_file": source_file,
-                        "source_row": r.source_row,
-                        "row_hash": None,
-                        "stage": "extract",
-                        "rule_id": r.rule,
-                        "reason": r.reason,
-                        "payload": None,
-                    }
-                    for r in raw.rejected
-                ]
+                rejected += extract_rejections(
+                    hospital, batch_id, spec.table, source_file, raw.rejected
+                )
     for table, parts in frames.items():
         frame = pd.concat(parts, ignore_index=True)
         write_parquet(frame, files.staging(table), arrow_schema(table))
