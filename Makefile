@@ -10,8 +10,9 @@ export WALNUT_HOME ?= $(CURDIR)/var
 setup: $(VENV)/.synced  ## create .venv and install the locked dependencies (idempotent)
 
 $(VENV)/.synced: pyproject.toml uv.lock
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	@# no uv yet means a new or half-made venv (e.g. an interrupted setup): start it afresh
+	@test -x $(BIN)/uv || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) && \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); }
 	$(BIN)/uv sync --frozen --quiet
 	@touch $@
 
