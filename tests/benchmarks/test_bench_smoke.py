@@ -110,12 +110,13 @@ def test_a_step_runs_in_a_child_and_reports_rss(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_whole_harness_at_smoke_scale(tmp_path: Path) -> None:
-    report = run_benchmark([SCALES["smoke"]], tmp_path)
+    """Every stage, the full run and the delta; the 1M-row GX run and the naive baseline are
+    left to `make bench` (minutes of CPU that prove nothing more about the harness)."""
+    report = run_benchmark([SCALES["smoke"]], tmp_path, naive=False, gx_million=False)
     smoke = report["scales"]["smoke"]
     full = smoke["full"]
     assert full["source_rows"] == smoke["stages"]["stage"]["source_rows"] > 500
     assert full["resources"] == smoke["stages"]["fhir"]["resources"] > 500
     assert 0 < smoke["delta"]["source_rows"] < full["source_rows"] / 10
     assert smoke["stages"]["flatten"]["resources"] == full["resources"]
-    assert smoke["gx_million"]["source_rows"] == 1_000_000
-    assert set(report["speedup_vs_naive"]) == {"stage", "validate", "fhir", "stage+validate+fhir"}
+    assert "gx_million" not in smoke and "speedup_vs_naive" not in report
