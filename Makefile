@@ -13,7 +13,9 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	@# no uv yet means a new or half-made venv (e.g. an interrupted setup): start it afresh
 	@test -x $(BIN)/uv || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) && \
 		$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); }
-	$(BIN)/uv sync --frozen --quiet
+	@# bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set, every new process (Airflow
+	@# components, tasks, benchmark children) would otherwise recompile GX and Airflow from source
+	$(BIN)/uv sync --frozen --quiet --compile-bytecode
 	@touch $@
 
 demo: setup  ## generate the synthetic hospitals, sync them, build the warehouse, print a summary
