@@ -293,9 +293,8 @@ def map_batch_to_fhir(hospital: str, batch_id: str, settings: Settings | None = 
                 }
             )
         loaded[table] = len(frame) - len(failed)
-    if files.fhir.exists():
-        for old in files.fhir.glob("*.ndjson"):
-            old.unlink()
+    for old in files.fhir.glob("[!_]*.ndjson"):  # this stage's own files; tombstones stay
+        old.unlink()
     for rtype, parts in by_type.items():
         write_ndjson_parts(parts, files.fhir / f"{rtype}.ndjson")
     counts = dict(counts)
