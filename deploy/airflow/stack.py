@@ -198,6 +198,9 @@ def build_env(config: StackConfig, base: Mapping[str, str] | None = None) -> dic
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__EXECUTOR=config.executor,
         AIRFLOW__CORE__PARALLELISM=str(config.parallelism),
+        # A task queued by a scheduler that then died is re-queued after this many seconds
+        # instead of Airflow's default 10 minutes (the executor holding it is gone).
+        AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT="90",
         AIRFLOW__CORE__AUTH_MANAGER=(
             "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
         ),
