@@ -276,6 +276,20 @@ def read_pid(config: StackConfig, name: str) -> int | None:
     return pid if alive and (b"airflow" in cmdline or b"celeryd" in cmdline) else None
 
 
+def process_exited(config: StackConfig, name: str) -> bool:
+    """True once the recorded process is gone or a zombie. Unlike `read_pid`, no command-line
+    check: a starting Airflow process rewrites its title (setproctitle), and /proc's cmdline
+    can read empty for that instant, which must not count as an exit."""
+    path = config.pids_dir / f"{name}.pid"
+    if not path.is_file():
+        return True
+    try:
+        stat = Path(f"/proc/{int(path.read_text().strip() or 0)}/stat").read_text()
+    except (OSError, ValueError):
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
 def running_components(config: StackConfig) -> dict[str, int]:
     return {name: pid for name in config.components if (pid := read_pid(config, name))}
 
@@ -368,7 +382,7 @@ def wait_healthy(config: StackConfig, timeout: float = 180) -> dict:
     health: dict = {}
     while time.monotonic() < deadline:
         for name in config.components:
-            if read_pid(config, name) is None:
+            if process_exited(config, name):
                 raise RuntimeError(f"{name} exited; see {config.logs_dir / (name + '.log')}")
         try:
             health = fetch_health(config)
@@ -387,34 +401,43 @@ def read_admin_password(config: StackConfig) -> str:
 
 def stop_process_group(pid: int, timeout: float = 20) -> None:
     """TERM the process group led by `pid`, then KILL what is left after `timeout` seconds."""
+    stop_process_groups([pid], timeout)
+
+
+def _alive(pid: int) -> bool:
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, 0)
     except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+        return False
+    return True
+
+
+def stop_process_groups(pids: list[int], timeout: float = 20) -> None:
+    """TERM every group at once, wait for all on one deadline, KILL what ignored it."""
+    for pid in pids:
         try:
-            os.killpg(pid, 0)
+            os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
-            return
+            continue
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
         time.sleep(0.5)
-    log.warning("process group %s ignored SIGTERM for %ss; killing it", pid, timeout)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
+    for pid in pids:
+        if _alive(pid):
+            log.warning("process group %s ignored SIGTERM for %ss; killing it", pid, timeout)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def stop_stack(config: StackConfig, timeout: float = 20) -> list[str]:
     """Stop exactly the components whose pid files we wrote; returns the names stopped."""
-    stopped = []
-    for name in reversed(config.components):
-        pid = read_pid(config, name)
-        if pid is not None:
-            stop_process_group(pid, timeout)
-            stopped.append(name)
+    running = {name: read_pid(config, name) for name in reversed(config.components)}
+    stop_process_groups([pid for pid in running.values() if pid is not None], timeout)
+    for name in running:
         (config.pids_dir / f"{name}.pid").unlink(missing_ok=True)
-    return stopped
+    return [name for name, pid in running.items() if pid is not None]
 
 
 def default_airflow_home(environ: Mapping[str, str] | None = None) -> Path:

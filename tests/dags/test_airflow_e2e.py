@@ -172,8 +172,11 @@ def wait_task_running(api: AirflowApi, dag_id: str, run_id: str, timeout: float 
 def test_a_killed_scheduler_restarts_and_the_run_completes_balanced(
     airflow: tuple[stack.StackConfig, AirflowApi], first_round: dict
 ) -> None:
-    """SIGKILL the scheduler mid-batch (its task processes live on), restart it via the stack:
-    the run finishes and the new batch still balances: read = loaded + quarantined + dropped."""
+    """SIGKILL the scheduler and its executor processes mid-batch, as a crashed host would,
+    restart it via the stack: the run finishes and the new batch still balances.
+
+    The whole process group goes: executor workers left alive keep the dead scheduler's
+    database transaction (and its row lock on the dag run) open, which is not a crash."""
     from synthetic.generate import generate_all
 
     config, api = airflow
@@ -183,7 +186,7 @@ def test_a_killed_scheduler_restarts_and_the_run_completes_balanced(
     run_id = api.trigger(dag_id)
     wait_task_running(api, dag_id, run_id)
     old_scheduler = stack.read_pid(config, "scheduler")
-    os.kill(old_scheduler, signal.SIGKILL)
+    os.killpg(old_scheduler, signal.SIGKILL)
     try:
         time.sleep(3)
         assert stack.start_stack(config, stack_env(config.walnut_home)) == ["scheduler"]
