@@ -11,7 +11,13 @@ import pytest
 
 from pipeline.settings import load_settings
 from pipeline.sync import sync_hospital
-from tests.e2e_support import EXPECTED_RULE, captured_logs
+from tests.e2e_support import (
+    EXPECTED_RULE,
+    all_quarantine,
+    captured_logs,
+    gov_frame,
+    injected_defects,
+)
 from tests.phi_scan import find_phi, find_phi_in_text, planted_identifiers
 from warehouse.build import build_warehouse
 from warehouse.docs import write_data_dictionary
@@ -49,16 +55,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
-def _defects(settings) -> pd.DataFrame:
-    frame = pd.read_csv(settings.sources / "_truth" / "defects.csv", dtype=str)
-    return frame[frame["hospital"] == HOSPITAL]
-
-
-def _gov(settings, name: str) -> pd.DataFrame:
-    paths = sorted((settings.gov / HOSPITAL).glob(f"*/{name}"))
-    return pd.concat([pq.read_table(p).to_pandas() for p in paths], ignore_index=True)
-
-
 def test_first_sync_reconciles_and_second_lands_nothing(run: dict) -> None:
     assert run["first"]["status"] == "success"
     assert (
@@ -67,7 +63,7 @@ def test_first_sync_reconciles_and_second_lands_nothing(run: dict) -> None:
     )
     assert run["first"]["loaded"] > 0 and run["first"]["resources"] > run["first"]["loaded"] / 2
     assert run["second"] == {"hospital": HOSPITAL, "batch_id": None, "status": "nothing new"}
-    recon = _gov(run["settings"], "reconciliation.parquet")
+    recon = gov_frame(run["settings"], HOSPITAL, "reconciliation.parquet")
     assert set(recon["table"]) == {"patient", "diagnosis", "lab", "treatment", "followup"}
     assert recon["balanced"].all()
     assert (recon["read"] == recon["loaded"] + recon["quarantined"] + recon["dropped"]).all()
@@ -75,12 +71,10 @@ def test_first_sync_reconciles_and_second_lands_nothing(run: dict) -> None:
 
 def test_every_injected_defect_is_caught_by_its_rule(run: dict) -> None:
     settings = run["settings"]
-    defects = _defects(settings)
+    defects = injected_defects(settings, HOSPITAL)
     assert len(defects) >= 10
     assert set(defects["kind"]) >= set(EXPECTED_RULE) - {"unparseable_date"}
-    quarantine = pd.concat(
-        [_gov(settings, f"quarantine_{s}.parquet") for s in ("extract", "validate", "fhir")]
-    )
+    quarantine = all_quarantine(settings, HOSPITAL)
     staged_rows = {
         (t, f, int(r))
         for t in ("patient", "diagnosis", "lab", "treatment", "followup")
@@ -107,8 +101,8 @@ def test_every_injected_defect_is_caught_by_its_rule(run: dict) -> None:
 
 def test_duplicates_counted_as_dropped(run: dict) -> None:
     settings = run["settings"]
-    defects = _defects(settings)
-    recon = _gov(settings, "reconciliation.parquet")
+    defects = injected_defects(settings, HOSPITAL)
+    recon = gov_frame(settings, HOSPITAL, "reconciliation.parquet")
     for table, n in defects[defects["kind"] == "duplicate_row"].groupby("table").size().items():
         assert recon.set_index("table").at[table, "dropped"] >= n
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from pipeline.settings import load_settings
 from pipeline.sync import sync_hospital
+from tests.e2e_support import all_quarantine, gov_frame
 from transforms.fhir.common import patient_id
 from transforms.identity import load_pseudonym_key, pseudonymise
 from warehouse.build import build_warehouse
@@ -37,11 +37,6 @@ def run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"settings": settings, "first": first, "build": build, "second": second}
 
 
-def _gov(settings, name: str) -> pd.DataFrame:
-    paths = sorted((settings.gov / HOSPITAL).glob(f"*/{name}"))
-    return pd.concat([pq.read_table(p).to_pandas() for p in paths], ignore_index=True)
-
-
 def _query(settings, sql: str) -> list[tuple]:
     con = duckdb.connect(str(settings.warehouse_db), read_only=True)
     try:
@@ -53,7 +48,7 @@ def _query(settings, sql: str) -> list[tuple]:
 def test_sync_reconciles(run: dict) -> None:
     assert run["first"]["status"] == "success"
     assert run["second"]["status"] == "nothing new"
-    recon = _gov(run["settings"], "reconciliation.parquet").set_index("table")
+    recon = gov_frame(run["settings"], HOSPITAL, "reconciliation.parquet").set_index("table")
     assert recon["balanced"].all()
     assert recon.at["patient", "read"] == 13
     assert recon.at["patient", "loaded"] + recon.at["patient", "quarantined"] == 13
@@ -62,9 +57,7 @@ def test_sync_reconciles(run: dict) -> None:
 
 
 def test_quarantine_reasons_are_clear(run: dict) -> None:
-    quarantine = pd.concat(
-        [_gov(run["settings"], f"quarantine_{s}.parquet") for s in ("extract", "validate", "fhir")]
-    )
+    quarantine = all_quarantine(run["settings"], HOSPITAL)
     diagnosis = quarantine[quarantine["table"] == "diagnosis"]
     # social findings (employment, stress ...) have no ICD-10 target in codes/diagnosis.csv
     assert set(diagnosis["rule_id"]) == {"diagnosis.code_mapped"}

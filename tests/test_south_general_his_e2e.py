@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 
 from pipeline.settings import load_settings
 from pipeline.sync import sync_hospital
+from tests.e2e_support import all_quarantine, gov_frame
 from transforms.identity import DEMO_PSEUDONYM_KEY
 from transforms.standardize import source_key_hashes
 from warehouse.build import build_warehouse
@@ -31,11 +32,6 @@ LATER = datetime(2026, 1, 5, 2, 0)
 
 def _staged(settings, table: str) -> pd.DataFrame:
     paths = sorted((settings.staging / HOSPITAL / table).glob("*.parquet"))
-    return pd.concat([pq.read_table(p).to_pandas() for p in paths], ignore_index=True)
-
-
-def _gov(settings, name: str) -> pd.DataFrame:
-    paths = sorted((settings.gov / HOSPITAL).glob(f"*/{name}"))
     return pd.concat([pq.read_table(p).to_pandas() for p in paths], ignore_index=True)
 
 
@@ -95,7 +91,7 @@ def test_first_sync_reconciles_every_his_table(run: dict) -> None:
     first = run["first"]
     assert first["status"] == "success"
     assert first["read"] == first["loaded"] + first["quarantined"] + first["dropped"]
-    recon = _gov(run["settings"], "reconciliation.parquet")
+    recon = gov_frame(run["settings"], HOSPITAL, "reconciliation.parquet")
     assert {"patient", "diagnosis", "treatment", "followup"} <= set(recon["table"])
     assert recon["balanced"].all()
     assert run["settings"].landing.joinpath(HOSPITAL).is_dir()
@@ -114,9 +110,7 @@ def test_sql_defects_are_caught_by_their_rule(run: dict) -> None:
     defects = pd.read_csv(settings.sources / "_truth" / "defects.csv", dtype=str)
     defects = defects[(defects["hospital"] == HOSPITAL) & defects["source_file"].isin(SOURCES)]
     assert len(defects) >= 4 and defects["source_key"].notna().all()
-    quarantine = pd.concat(
-        [_gov(settings, f"quarantine_{s}.parquet") for s in ("extract", "validate", "fhir")]
-    )
+    quarantine = all_quarantine(settings, HOSPITAL)
     missed = []
     for d in defects.itertuples(index=False):
         source = SOURCES[d.source_file]
@@ -138,7 +132,7 @@ def test_second_sync_reads_only_changed_rows_and_counts_the_deletion(run: dict) 
     second = run["second"]
     assert second["status"] == "success"
     assert second["read"] == 3 and second["deleted"] == 1
-    recon = _gov(run["settings"], "reconciliation.parquet")
+    recon = gov_frame(run["settings"], HOSPITAL, "reconciliation.parquet")
     batch = recon[recon["batch_id"] == second["batch_id"]].set_index("table")
     assert batch.at["followup", "read"] == 3
     assert batch.at["diagnosis", "read"] == 0 and batch.at["diagnosis", "deleted"] == 1
