@@ -13,8 +13,6 @@ from typing import Any
 
 import orjson
 import pandas as pd
-from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
 
 from transforms.errors import ConfigError
 from transforms.fhir.biomarker import build_biomarker_observations
@@ -30,6 +28,7 @@ from transforms.fhir.observation import (
 )
 from transforms.fhir.patient import build_patient
 from transforms.fhir.procedure import build_procedure
+from transforms.fhir.validate import ElementCache
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,8 @@ BUILDERS: dict[str, tuple[Builder, ...]] = {
     ),
 }
 
-_MODELS: dict[str, Any] = {}
+# Per process: pool workers are forked, so each fills its own.
+_ELEMENTS = ElementCache()
 # Below this many rows a table is mapped in-process: forking costs more than it saves.
 POOL_MIN_ROWS = 4000
 
@@ -212,19 +212,9 @@ def _map_rows(table: str, frame: pd.DataFrame, hospital: str, offset: int) -> Ma
 def validate_resource(resource: dict[str, Any]) -> None:
     """Validate with the fhir.resources R4B model; RowError names the first failing element.
 
-    Pydantic messages can quote the input, so only the location and error type are kept.
+    Identical child elements are validated once per process (see transforms/fhir/validate.py).
     """
-    resource_type = resource["resourceType"]
-    model = _MODELS.get(resource_type)
-    if model is None:
-        model = _MODELS[resource_type] = get_fhir_model_class(resource_type)
-    try:
-        model.model_validate(resource)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
-        raise RowError(f"{resource_type}.{_element_path(first['loc'])}: {first['type']}") from None
-    except (TypeError, ValueError) as exc:
-        raise RowError(f"{resource_type}: invalid ({type(exc).__name__})") from None
+    _ELEMENTS.validate(resource)
 
 
 def write_ndjson(resources: Iterable[dict[str, Any]], path: Path) -> int:
@@ -253,13 +243,3 @@ def write_ndjson_parts(parts: Iterable[bytes], path: Path) -> None:
     with partial.open("wb") as handle:
         handle.writelines(parts)
     os.replace(partial, path)
-
-
-def _element_path(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        else:
-            parts.append(("." if parts else "") + str(item))
-    return "".join(parts) or "(resource)"

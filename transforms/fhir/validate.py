@@ -1,0 +1,134 @@
+"""Validate resources with their fhir.resources R4B models, each distinct element only once.
+
+Validation by the R4B models is a pure function of an element's type and content, and a
+night's resources repeat most of their elements: the same LOINC `code`, the same `category`,
+the same patient `subject` on hundreds of labs. `ElementCache` validates every complex element
+the first time its exact content is seen and hands the validated model instance to pydantic
+afterwards, which accepts an instance of the field's model class as already valid. Each
+resource is still validated by its model (its own fields, choice types, required elements and
+list rules run every time); only an identical child element is not validated twice.
+
+On any failure the whole resource is validated again without the cache, so the error (and the
+quarantine reason built from it) is exactly what plain `model_validate` reports.
+"""
+
+from __future__ import annotations
+
+import typing
+from functools import cache
+from typing import Any
+
+import orjson
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from transforms.fhir.common import RowError
+
+# Distinct elements kept per process; the cache is emptied when full, so memory stays flat.
+MAX_ELEMENTS = 200_000
+_ABSTRACT = {"Resource", "DomainResource"}
+
+
+@cache
+def model_of(resource_type: str) -> Any:
+    return get_fhir_model_class(resource_type)
+
+
+@cache
+def complex_fields(model: type) -> dict[str, type]:
+    """JSON key -> model class of every field of `model` that holds a complex FHIR element.
+
+    Abstract `Resource` fields (`contained`) are left out: their content decides the class.
+    """
+    fields: dict[str, type] = {}
+    for name, info in model.model_fields.items():
+        klass = _element_class(info.annotation)
+        if klass is not None and klass.__resource_type__ not in _ABSTRACT:
+            fields[info.alias or name] = klass
+    return fields
+
+
+def _element_class(annotation: Any) -> type | None:
+    """The FHIR model class behind a field annotation such as `Optional[List[CodingType]]`."""
+    stack = [annotation]
+    while stack:
+        candidate = stack.pop()
+        get_klass = getattr(candidate, "get_model_klass", None)
+        if isinstance(candidate, type) and get_klass is not None:
+            return get_klass()
+        stack.extend(typing.get_args(candidate))
+    return None
+
+
+class ElementCache:
+    """Validated element instances keyed by (model class, canonical JSON of the content)."""
+
+    def __init__(self, max_elements: int = MAX_ELEMENTS) -> None:
+        self.max_elements = max_elements
+        self._elements: dict[tuple[type, bytes], Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._elements)
+
+    def validate(self, resource: dict[str, Any]) -> None:
+        """Validate one resource; RowError names the first failing element, never a value."""
+        resource_type = resource.get("resourceType")
+        try:
+            model = model_of(resource_type)
+        except (KeyError, ValueError, TypeError):
+            raise RowError(f"{resource_type}: unknown resource type") from None
+        try:
+            model.model_validate(self._with_validated_children(model, resource))
+        except (ValidationError, TypeError, ValueError):
+            _validate_uncached(model, resource)
+
+    def _element(self, klass: type, content: dict[str, Any]) -> Any:
+        key = (klass, orjson.dumps(content, option=orjson.OPT_SORT_KEYS))
+        element = self._elements.get(key)
+        if element is None:
+            element = klass.model_validate(self._with_validated_children(klass, content))
+            if len(self._elements) >= self.max_elements:
+                self._elements.clear()
+            self._elements[key] = element
+        return element
+
+    def _with_validated_children(self, klass: type, content: dict[str, Any]) -> dict[str, Any]:
+        """`content` with each complex child (or list of them) replaced by a validated instance."""
+        fields = complex_fields(klass)
+        replaced: dict[str, Any] | None = None
+        for key, value in content.items():
+            child = fields.get(key)
+            if child is None:
+                continue
+            if isinstance(value, dict):
+                new: Any = self._element(child, value)
+            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                new = [self._element(child, v) for v in value]
+            else:
+                continue  # not an element: the parent's validation reports it as before
+            if replaced is None:
+                replaced = dict(content)
+            replaced[key] = new
+        return content if replaced is None else replaced
+
+
+def _validate_uncached(model: Any, resource: dict[str, Any]) -> None:
+    """Plain model validation; pydantic messages can quote input, so only location and type."""
+    resource_type = resource["resourceType"]
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+        raise RowError(f"{resource_type}.{_element_path(first['loc'])}: {first['type']}") from None
+    except (TypeError, ValueError) as exc:
+        raise RowError(f"{resource_type}: invalid ({type(exc).__name__})") from None
+
+
+def _element_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(resource)"
