@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,29 +216,69 @@ def _rows_of(segments: list[str], target: str) -> list[dict[str, str]]:
 
 def read_hl7_file(path: Path, segment: str = "OBX", encoding: str = "auto") -> RawTable:
     """Raw frame of one HL7 v2 feed file: one row per `segment`, lineage row = its occurrence."""
+    (raw,) = iter_hl7_file(path, segment, encoding)
+    return raw
+
+
+@dataclass(frozen=True)
+class _Message:
+    """One message of a feed file: its segments, why it cannot be parsed, its target count."""
+
+    segments: list[str]
+    reason: str | None
+    count: int
+
+
+def iter_hl7_file(
+    path: Path, segment: str = "OBX", encoding: str = "auto", chunk_rows: int | None = None
+) -> Iterator[RawTable]:
+    """`read_hl7_file` in groups of whole messages holding about `chunk_rows` rows (None: one).
+
+    Every chunk carries the columns a whole-file read would have, in the same order, so row
+    hashes do not depend on the chunking; finding them costs a second pass over the messages,
+    taken only when the file holds more than `chunk_rows` rows.
+    """
     data = path.read_bytes()
     codec = detect_encoding(data) if encoding == "auto" else encoding
-    text = data.decode(codec, errors="surrogateescape")
+    messages = [
+        _Message(segments, _check_message(segments), sum(1 for s in segments if s[:3] == segment))
+        for segments in split_messages(data.decode(codec, errors="surrogateescape"))
+    ]
+    del data
+    total = sum(m.count for m in messages if m.reason is None)
+    columns = None
+    if chunk_rows is not None and total > chunk_rows:
+        columns = _column_order(messages, segment)
     rows: list[dict[str, str]] = []
     numbers: list[int] = []
     rejected: list[Rejected] = []
     occurrence = 0
     bad_without_rows = 0
-    for index, segments in enumerate(split_messages(text), start=1):
-        count = sum(1 for s in segments if s[:3] == segment)
-        reason = _check_message(segments)
-        if reason is None:
-            found = _rows_of(segments, segment)
+    yielded = False
+    for index, message in enumerate(messages, start=1):
+        if message.reason is None:
+            found = _rows_of(message.segments, segment)
             rows += found
             numbers += range(occurrence + 1, occurrence + len(found) + 1)
-        elif count:
+        elif message.count:
+            reason = message.reason
             rule = "extract.decodable" if "undecodable" in reason else "extract.hl7_parse"
             rejected.append(
-                Rejected(occurrence + 1, rule, f"message {index}: {reason}; {count} {segment} lost")
+                Rejected(
+                    occurrence + 1,
+                    rule,
+                    f"message {index}: {reason}; {message.count} {segment} lost",
+                )
             )
         else:
             bad_without_rows += 1
-        occurrence += count
+        occurrence += message.count
+        if columns is not None and len(rows) >= chunk_rows:
+            yield _raw_table(rows, numbers, rejected, codec, columns)
+            yielded = True
+            rows, numbers, rejected = [], [], []
+    if rows or rejected or not yielded:
+        yield _raw_table(rows, numbers, rejected, codec, columns)
     if bad_without_rows:
         log.warning(
             "%s: %d unparseable message(s) without %s segments skipped",
@@ -245,12 +286,36 @@ def read_hl7_file(path: Path, segment: str = "OBX", encoding: str = "auto") -> R
             bad_without_rows,
             segment,
         )
-    frame = pd.DataFrame(rows, dtype=object)
+    log.info(
+        "%s: %d %s row(s), %d message(s) rejected",
+        path.name,
+        total,
+        segment,
+        sum(1 for m in messages if m.reason is not None and m.count),
+    )
+
+
+def _column_order(messages: list[_Message], segment: str) -> list[str]:
+    """Columns of the file's rows in first-seen order, as one frame of all rows would have."""
+    seen: dict[str, None] = {}
+    for message in messages:
+        if message.reason is None:
+            for row in _rows_of(message.segments, segment):
+                seen.update(dict.fromkeys(row))
+    return list(seen)
+
+
+def _raw_table(
+    rows: list[dict[str, str]],
+    numbers: list[int],
+    rejected: list[Rejected],
+    codec: str,
+    columns: list[str] | None,
+) -> RawTable:
+    """Rows as a frame (under `columns` when given), with `COMMON_COLUMNS` and `_source_row`."""
+    frame = pd.DataFrame(rows, dtype=object, columns=columns)
     for column in COMMON_COLUMNS:
         if column not in frame:
             frame[column] = pd.Series(None, index=frame.index, dtype=object)
     frame["_source_row"] = pd.Series(numbers, index=frame.index, dtype="int64")
-    log.info(
-        "%s: %d %s row(s), %d message(s) rejected", path.name, len(rows), segment, len(rejected)
-    )
     return RawTable(frame, codec, len(rows) + len(rejected), rejected)

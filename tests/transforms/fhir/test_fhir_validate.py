@@ -88,7 +88,7 @@ def test_identical_children_are_validated_once() -> None:
     cache.validate(_lab())
     first = len(cache)
     for n in range(50):
-        cache.validate(_lab(id=f"a{n}", meta={"source": f"urn:walnut:east_liver:b1:h{n}"}))
+        cache.validate(_lab(id=f"a{n}", meta={"source": f"urn:walnut:east_liver:b2:h{n}"}))
     # only the 50 new meta elements are new; code, category, subject, quantity are reused
     assert len(cache) == first + 50
 
