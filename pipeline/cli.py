@@ -75,7 +75,6 @@ def _run_sync(hospital: str) -> dict:
     with console.status(f"{hospital}: landing new files ..."):
         batch_id = sync.land_sources(hospital, settings)
     if batch_id is None:
-        console.print(f"{hospital}: nothing new to land")
         return {"hospital": hospital, "status": "nothing new"}
     steps = sync.BATCH_STAGES
     result: dict = {}
@@ -92,6 +91,16 @@ def sync(
         str | None, typer.Argument(help="Hospital id (a folder in mappings/).")
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Sync every hospital.")] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="With --all: hospitals synced at once, one process each "
+            "(default: WALNUT_SYNC_JOBS, else the number of CPUs).",
+        ),
+    ] = None,
 ) -> None:
     """Land new exports of a hospital and take them through staging, validation and FHIR."""
     from pipeline.sync import has_sources
@@ -100,23 +109,57 @@ def sync(
     names = hospitals() if all_ else [hospital] if hospital else []
     if not names:
         _fail(ValueError("name a hospital or pass --all (known: " + ", ".join(hospitals()) + ")"))
-    for name in names:
-        if all_ and not has_sources(name):
-            console.print(
-                f"{name}: skipped, no source folder {load_settings().source_dir(name)} "
-                "(sync it by name once its exports are there)"
-            )
-            continue
-        try:
-            run = _run_sync(name)
-        except (WalnutError, FileNotFoundError) as exc:
-            _fail(exc)
-        if run.get("status") == "success":
-            out.print(
-                f"{name}: batch {run['batch_id']}: read {run['read']}, loaded {run['loaded']}, "
-                f"quarantined {run['quarantined']}, dropped {run['dropped']}, "
-                f"{run['resources']} FHIR resources"
-            )
+    if all_:
+        ready = []
+        for name in names:
+            if has_sources(name):
+                ready.append(name)
+            else:
+                console.print(
+                    f"{name}: skipped, no source folder {load_settings().source_dir(name)} "
+                    "(sync it by name once its exports are there)"
+                )
+        _sync_all(ready, jobs)
+        return
+    try:
+        run = _run_sync(names[0])
+    except (WalnutError, FileNotFoundError) as exc:
+        _fail(exc)
+    _print_run(names[0], run)
+
+
+def _print_run(name: str, run: dict) -> None:
+    if run.get("status") == "success":
+        out.print(
+            f"{name}: batch {run['batch_id']}: read {run['read']}, loaded {run['loaded']}, "
+            f"quarantined {run['quarantined']}, dropped {run['dropped']}, "
+            f"{run['resources']} FHIR resources"
+        )
+    elif run.get("status") == "nothing new":
+        out.print(f"{name}: nothing new to land")
+
+
+def _sync_all(names: list[str], jobs: int | None) -> None:
+    """Sync hospitals in parallel processes; every failure is reported, then exit 2 if any."""
+    from pipeline.parallel import default_jobs, sync_hospitals
+    from transforms.errors import WalnutError
+
+    jobs = min(jobs or default_jobs(), len(names)) if names else 1
+    failed: list[str] = []
+    pending = set(names)
+    with console.status(f"syncing {len(names)} hospital(s), {jobs} at a time ...") as status:
+        for name, run in sync_hospitals(names, load_settings(), jobs):
+            pending.discard(name)
+            status.update(f"syncing: {', '.join(sorted(pending)) or 'done'} ...")
+            if isinstance(run, (WalnutError, FileNotFoundError)):
+                console.print(f"[red]{name}: failed:[/red] {run}")
+                failed.append(name)
+            elif isinstance(run, Exception):
+                raise run
+            else:
+                _print_run(name, run)
+    if failed:
+        _fail(ValueError(f"sync failed for {', '.join(failed)} (errors above)"))
 
 
 @app.command()

@@ -1,0 +1,87 @@
+"""`walnut sync --all` syncs hospitals in parallel processes with the same outcome as in turn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+import pipeline.parallel as parallel
+from pipeline.cli import app
+from pipeline.settings import Settings, load_settings
+from transforms.errors import ConfigError
+
+HOSPITALS = ("east_liver", "north_chest", "south_general")
+
+
+def _home(root: Path) -> Settings:
+    from synthetic.generate import generate_all
+
+    settings = load_settings({"WALNUT_HOME": str(root), "WALNUT_DEMO": "1"})
+    generate_all(settings.sources, patients=15, seed=7)
+    return settings
+
+
+def _resource_ids(settings: Settings, hospital: str) -> set[str]:
+    return {
+        orjson.loads(line)["id"]
+        for path in (settings.fhir / hospital).glob("*/[!_]*.ndjson")
+        for line in path.read_bytes().splitlines()
+    }
+
+
+COUNTS = ("status", "read", "loaded", "quarantined", "dropped", "resources")
+
+
+@pytest.mark.slow
+def test_parallel_sync_equals_sync_in_turn(tmp_path: Path) -> None:
+    together, in_turn = _home(tmp_path / "a"), _home(tmp_path / "b")
+    runs_together = dict(parallel.sync_hospitals(HOSPITALS, together, jobs=2))
+    runs_in_turn = dict(parallel.sync_hospitals(HOSPITALS, in_turn, jobs=1))
+    assert sorted(runs_together) == sorted(HOSPITALS)
+    for hospital in HOSPITALS:
+        a, b = runs_together[hospital], runs_in_turn[hospital]
+        assert {k: a[k] for k in COUNTS} == {k: b[k] for k in COUNTS}
+        assert a["status"] == "success" and a["resources"] > 0
+        assert _resource_ids(together, hospital) == _resource_ids(in_turn, hospital)
+
+
+def _fail_north(hospital: str, settings: Settings) -> dict:
+    if hospital == "north_chest":
+        raise ConfigError("north_chest: mapping broken for the test")
+    return {"hospital": hospital, "batch_id": None, "status": "nothing new"}
+
+
+def test_one_failing_hospital_does_not_stop_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "sync_hospital", _fail_north)  # forked workers inherit it
+    settings = load_settings({"WALNUT_HOME": str(tmp_path), "WALNUT_DEMO": "1"})
+    runs = dict(parallel.sync_hospitals(HOSPITALS, settings, jobs=2))
+    assert isinstance(runs["north_chest"], ConfigError)
+    assert runs["east_liver"]["status"] == runs["south_general"]["status"] == "nothing new"
+
+
+def test_cli_reports_every_hospital_and_exits_2_on_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "sync_hospital", _fail_north)
+    monkeypatch.setenv("WALNUT_HOME", str(tmp_path))
+    monkeypatch.setenv("WALNUT_DEMO", "1")
+    for hospital in HOSPITALS:
+        (tmp_path / "sources" / hospital).mkdir(parents=True)
+    result = CliRunner().invoke(app, ["sync", "--all", "--jobs", "2"])
+    assert result.exit_code == 2
+    assert "east_liver: nothing new to land" in result.output
+    assert "south_general: nothing new to land" in result.output
+    assert "north_chest: failed" in result.output
+    assert "mapping broken for the test" in result.output
+
+
+def test_jobs_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WALNUT_SYNC_JOBS", "3")
+    assert parallel.default_jobs() == 3
+    monkeypatch.delenv("WALNUT_SYNC_JOBS")
+    assert parallel.default_jobs() >= 1
