@@ -152,11 +152,19 @@ def flatten(settings: Settings) -> dict[str, Any]:
 
 
 def sync_build(settings: Settings) -> dict[str, Any]:
-    """The whole nightly: sync every hospital (land to reconcile), then build the warehouse."""
-    from pipeline.sync import sync_hospital
+    """The whole nightly: sync every hospital (land to reconcile), then build the warehouse.
+
+    Hospitals sync in parallel processes, as `walnut sync --all` and the per-hospital Airflow
+    DAGs run them.
+    """
+    from pipeline.parallel import sync_hospitals
     from warehouse.build import build_warehouse
 
-    runs = [sync_hospital(h, settings) for h in HOSPITALS]
+    runs = []
+    for hospital, run in sync_hospitals(HOSPITALS, settings):
+        if isinstance(run, Exception):
+            raise RuntimeError(f"{hospital}: sync failed") from run
+        runs.append(run)
     built = build_warehouse(settings)
     done = [r for r in runs if r.get("batch_id")]
     return {

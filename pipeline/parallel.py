@@ -24,6 +24,12 @@ def default_jobs() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+def _preload() -> None:
+    """Import Great Expectations and the FHIR models once, before forking, for every worker."""
+    import expectations.runner  # noqa: F401
+    import transforms.fhir.mapper  # noqa: F401
+
+
 def sync_hospitals(
     hospitals: Sequence[str], settings: Settings | None = None, jobs: int | None = None
 ) -> Iterator[tuple[str, dict | Exception]]:
@@ -40,6 +46,7 @@ def sync_hospitals(
             except Exception as exc:  # reported per hospital by the caller
                 yield hospital, exc
         return
+    _preload()
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures = {pool.submit(sync_hospital, h, settings): h for h in hospitals}
