@@ -10,10 +10,15 @@ ordering key in `_merge_resources` and `_apply_tombstones`. Deletions arrive as 
 the tombstone's; the newest tombstone per resource is kept in `gov.tombstone`, so a late older
 batch cannot resurrect a deleted resource.
 
-`core.*` (and the cohort marts) are then recomputed in full from the merged `fhir.*`:
-flattening runs at >=200k resources/s, so a full recompute is cheap and can never drift from
-the raw layer the way an incremental flatten could. `gov.*` run tables are recomputed from the
-small per-batch gov files for the same reason.
+`core.*` follows the delta: the merge records every resource id it inserted, replaced or
+tombstoned (`_changed`), and only those resources are flattened again; their old core rows are
+found by the view's `getResourceKey()` column. A full build, a changed views fingerprint (the
+ViewDefinitions, the compiler's code and the DuckDB version) or a view without a resource key
+column recompute core.* in full, so an incremental build always equals a full rebuild. The
+cohort marts are recomputed in full from core.* (per-patient SQL, cheap), and so are the `gov.*`
+run tables from the small per-batch gov files. core.patient_link is recomputed only when its
+inputs changed (warehouse/linkage.py), and the Parquet snapshot reuses unchanged partitions of
+the previous one (warehouse/export.py).
 
 Readers never see half a build: the new database is written beside the old one (a copy of it,
 or an empty file for `full=True`) and renamed over it; a read-only connection opened before the
@@ -43,6 +48,7 @@ from transforms.errors import WalnutError
 log = logging.getLogger(__name__)
 
 VIEWS_DIR = Path(__file__).parent / "views"
+VIEWDEF_DIR = Path(__file__).parent / "viewdef"
 QUARANTINE_STAGES = ("extract", "validate", "fhir")
 TOMBSTONES = "_tombstones.ndjson"
 SCHEMAS = ("fhir", "core", "cohort", "gov")
@@ -87,9 +93,11 @@ def finished_batches(settings: Settings) -> list[tuple[str, str, Path]]:
 
 
 def views_fingerprint() -> str:
-    """Hash of the ViewDefinitions: a changed view forces core.* to be recomputed."""
-    digest = hashlib.sha256()
-    for path in sorted(VIEWS_DIR.glob("*.json")):
+    """Hash of what core.* rows depend on besides fhir.*: the ViewDefinitions, the compiler's
+    code and the DuckDB version. A change forces core.* to be recomputed in full, so rows
+    flattened incrementally never mix with rows of another compiler or view version."""
+    digest = hashlib.sha256(duckdb.__version__.encode())
+    for path in [*sorted(VIEWS_DIR.glob("*.json")), *sorted(VIEWDEF_DIR.glob("*.py"))]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -136,6 +144,9 @@ def _merge_tombstones(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> None
                                    ORDER BY batch_id DESC, deleted_at DESC) = 1"""
     )
     con.execute(
+        "INSERT INTO _changed SELECT 'fhir.' || lower(resource_type), id FROM _incoming_tombstone"
+    )
+    con.execute(
         """MERGE INTO gov.tombstone AS t USING _incoming_tombstone AS s
         ON t.resource_type = s.resource_type AND t.id = s.id
         WHEN MATCHED AND s.batch_id > t.batch_id THEN UPDATE SET
@@ -155,13 +166,19 @@ def _merge_resources(con: duckdb.DuckDBPyConnection, table: str, paths: list[Pat
         QUALIFY row_number() OVER (PARTITION BY id
                                    ORDER BY batch_id DESC, CAST(json AS VARCHAR) DESC) = 1"""
     )
-    # Equal batch ids update too: a replayed batch replaces its own earlier output.
+    con.execute(f"INSERT INTO _changed SELECT '{table}', id FROM _incoming")
+    # An upsert as delete + insert, not MERGE's UPDATE: DuckDB's checkpoint rewrites every row
+    # group an UPDATE touched (a 1 % delta touches them all: 5 s and +50 % file size on ~1M
+    # observations), while deleted rows are only marked and new ones appended.
+    # Equal batch ids replace too: a replayed batch replaces its own earlier output.
     con.execute(
-        f"""MERGE INTO {table} AS t USING _incoming AS s ON t.id = s.id
-        WHEN MATCHED AND s.batch_id >= t.batch_id THEN UPDATE SET
-            resource = s.resource, batch_id = s.batch_id
-        WHEN NOT MATCHED THEN INSERT (id, resource, batch_id)
-            VALUES (s.id, s.resource, s.batch_id)"""
+        f"""DELETE FROM {table} AS t USING _incoming AS s
+        WHERE t.id = s.id AND s.batch_id >= t.batch_id"""
+    )
+    con.execute(
+        f"""INSERT INTO {table} (id, resource, batch_id)
+        SELECT s.id, s.resource, s.batch_id FROM _incoming AS s
+        WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.id = s.id)"""
     )
 
 
@@ -175,15 +192,26 @@ def _fhir_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
+def _create_changed(con: duckdb.DuckDBPyConnection) -> None:
+    """TEMP `_changed` (fhir table, id): every resource this build's merge may have inserted,
+    replaced or deleted; core.* is flattened again for exactly these."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _changed (tbl VARCHAR, id VARCHAR)")
+
+
 def _apply_tombstones(con: duckdb.DuckDBPyConnection) -> int:
-    """Delete every resource older than its newest tombstone; idempotent, so run it each build."""
+    """Delete every resource older than its newest tombstone.
+
+    Earlier builds left no resource older than its tombstone, so only resources or tombstones
+    merged now (`_changed`) can break that; checking just those keeps the cost with the delta.
+    """
     deleted = 0
     for table in _fhir_tables(con):
         rtype = table.split(".", 1)[1]
         deleted += con.execute(
             f"""DELETE FROM {table} r USING gov.tombstone t
             WHERE lower(t.resource_type) = '{rtype}' AND t.id = r.id
-              AND t.batch_id > r.batch_id"""
+              AND t.batch_id > r.batch_id
+              AND r.id IN (SELECT id FROM _changed WHERE tbl = '{table}')"""
         ).fetchone()[0]
     return deleted
 
@@ -191,6 +219,7 @@ def _apply_tombstones(con: duckdb.DuckDBPyConnection) -> int:
 def merge_batches(con: duckdb.DuckDBPyConnection, settings: Settings, batches: list) -> None:
     """Merge the batches' resources and tombstones into fhir.* and record them as applied."""
     _create_state_tables(con)
+    _create_changed(con)
     resources: dict[str, list[Path]] = {}
     tombstones: list[Path] = []
     for hospital, batch_id, _ in batches:
@@ -244,6 +273,89 @@ def _load_core(con: duckdb.DuckDBPyConnection) -> None:
                    split_part(v.lineage, ':', 4) AS batch_id
             FROM ({sql}) v"""
         )
+
+
+def _views() -> list[dict]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(VIEWS_DIR.glob("*.json"))]
+
+
+def resource_key_column(view: dict) -> str | None:
+    """The view's column holding `getResourceKey()` outside any forEach: every core row of the
+    view carries the id of the resource it was flattened from there."""
+    for select in view["select"]:
+        if any(key in select for key in ("forEach", "forEachOrNull", "repeat")):
+            continue
+        for column in select.get("column", []):
+            if column["path"].replace(" ", "") == "getResourceKey()":
+                return str(column["name"])
+    return None
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection, database: str, schema: str) -> dict:
+    """{table: [(column, type), ...]} of one schema of one attached database."""
+    rows = con.execute(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = ? AND schema_name = ? ORDER BY table_name, column_index",
+        [database, schema],
+    ).fetchall()
+    tables: dict[str, list[tuple[str, str]]] = {}
+    for table, column, data_type in rows:
+        tables.setdefault(table, []).append((column, data_type))
+    return tables
+
+
+def _flatten_changed(con: duckdb.DuckDBPyConnection, main: str, changed: set[str]) -> None:
+    """Flatten the resources in `_changed` into core.* of the attached `_core_delta` database.
+
+    The same `_load_core` as a full build runs there, over copies of just those resources, so
+    the delta's rows are exactly the rows a full recompute would give them.
+    """
+    existing = set(_fhir_tables(con))
+    con.execute("USE _core_delta")
+    try:
+        con.execute("CREATE SCHEMA fhir")
+        for table in sorted(changed & existing):
+            con.execute(
+                f"""CREATE TABLE {table} AS SELECT * FROM "{main}".{table}
+                WHERE id IN (SELECT id FROM _changed WHERE tbl = '{table}')"""
+            )
+        _load_core(con)
+    finally:
+        con.execute(f'USE "{main}"')
+
+
+def _update_core(con: duckdb.DuckDBPyConnection) -> bool:
+    """Replace the core rows of the resources in `_changed` by their fresh flattening.
+
+    Returns False (and changes nothing) when that cannot equal a full recompute: a view without
+    a resource key column, a core table missing or shaped unlike the view's output.
+    """
+    views = _views()
+    main = con.execute("SELECT current_database()").fetchone()[0]
+    current = _table_columns(con, main, "core")
+    if any(resource_key_column(v) is None or v["name"] not in current for v in views):
+        return False
+    changed = {t for (t,) in con.execute("SELECT DISTINCT tbl FROM _changed").fetchall()}
+    con.execute("ATTACH ':memory:' AS _core_delta")
+    try:
+        _flatten_changed(con, main, changed)
+        delta = _table_columns(con, "_core_delta", "core")
+        if any(delta.get(v["name"]) != current[v["name"]] for v in views):
+            return False
+        for view in views:
+            source, key = f"fhir.{view['resource'].lower()}", resource_key_column(view)
+            if source not in changed:
+                continue
+            con.execute(
+                f"""DELETE FROM core.{view["name"]}
+                WHERE "{key}" IN (SELECT id FROM _changed WHERE tbl = '{source}')"""
+            )
+            con.execute(
+                f"INSERT INTO core.{view['name']} SELECT * FROM _core_delta.core.{view['name']}"
+            )
+    finally:
+        con.execute("DETACH _core_delta")
+    return True
 
 
 def _load_gov(con: duckdb.DuckDBPyConnection, batches: list) -> None:
@@ -332,10 +444,12 @@ def _create_from_frame(con: duckdb.DuckDBPyConnection, table: str, frame: object
         con.unregister("_frame")
 
 
-def _recompute_curated(con: duckdb.DuckDBPyConnection, batches: list) -> None:
-    """core.*, cohort.* and gov run tables, recomputed in full from fhir.* and the gov files."""
+def _recompute_curated(con: duckdb.DuckDBPyConnection, batches: list, incremental: bool) -> None:
+    """core.* (only the merged resources when `incremental` allows), then cohort.* and the gov
+    run tables in full from core.* and the gov files."""
     con.execute("DROP SCHEMA IF EXISTS cohort CASCADE")
-    _load_core(con)
+    if not (incremental and _update_core(con)):
+        _load_core(con)
     from warehouse.cohorts import build_cohorts  # lazily: cohort SQL is read only by builds
 
     build_cohorts(con)
@@ -400,7 +514,7 @@ def _write_build(
     con = duckdb.connect(str(tmp))
     try:
         merge_batches(con, settings, pending)
-        _recompute_curated(con, batches)
+        _recompute_curated(con, batches, incremental=build["core"] == "delta")
         from warehouse.linkage import build_patient_links  # lazily: Splink is read only here
 
         build_patient_links(con, settings)  # core.patient_link, counted by count_rows below
@@ -440,7 +554,9 @@ def build_warehouse(settings: Settings | None = None, full: bool = False) -> dic
             try:
                 if not full:
                     shutil.copyfile(settings.warehouse_db, tmp)
-                build = {"mode": mode, "views": views}
+                # core.* follows the delta only on top of core rows of the same views.
+                same_views = state is not None and state[1] == views
+                build = {"mode": mode, "views": views, "core": "delta" if same_views else "full"}
                 counts, snapshot = _write_build(settings, tmp, pending, batches, build)
                 os.replace(tmp, settings.warehouse_db)
             finally:

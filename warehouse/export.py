@@ -5,15 +5,23 @@ data_0.parquet for tables without a hospital column or without rows. `warehouse/
 symlink to one complete snapshot folder; publishing swaps the link with one rename, so a reader
 resolving it sees the old or the new export, never a mix. The previous snapshot is kept for
 readers still walking it; older ones are removed.
+
+A snapshot reuses what did not change: each table folder holds `_checksums.json` (rows and an
+order-independent hash of every row, per partition), and a partition whose checksum, columns and
+format equal the previous snapshot's is hard-linked from it instead of written again. Files are
+never modified once written, so two snapshots can share them. Readers skip `_`-prefixed files
+(pyarrow, Spark, Hive do), and a partition's row order may differ from a fresh export's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import unquote
 
 import duckdb
 
@@ -22,6 +30,12 @@ log = logging.getLogger(__name__)
 CURATED_SCHEMAS = ("core", "cohort", "gov")
 LINK = "parquet"
 SNAPSHOTS = "parquet_snapshots"
+# zstd level 1 instead of DuckDB's default 3: writing ~1M core.observation rows took 2.0
+# instead of 2.95 CPU seconds, and the files came out no larger (59 vs 62 MB).
+OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
+CHECKSUMS = "_checksums.json"
+PARTITION = "hospital"
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # the folder name DuckDB (and Hive) give NULL
 
 
 def curated_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, bool]]:
@@ -38,28 +52,174 @@ def curated_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, bool]
     return [(s, t, bool(p)) for s, t, p in rows if s in CURATED_SCHEMAS]
 
 
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _quote(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+    return _literal(str(path))
 
 
-def write_snapshot(con: duckdb.DuckDBPyConnection, warehouse: Path) -> Path:
-    """Export every curated table into a new, not yet published snapshot folder."""
+def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tuple[str, str]]:
+    return con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
+        "current_database() AND schema_name = ? AND table_name = ? ORDER BY column_index",
+        [schema, table],
+    ).fetchall()
+
+
+def _checksums(
+    con: duckdb.DuckDBPyConnection, name: str, columns: list[tuple[str, str]], partitioned: bool
+) -> list[list]:
+    """[partition value (None: NULL or unpartitioned), rows, hash sum] per partition of one
+    table; no partitions for an empty partitioned table, one part for an unpartitioned one.
+
+    The sum of per-row hashes ignores row order, so equal sums mean equal rows (but for a 2^-64
+    chance), however the table was rebuilt.
+    """
+    values = ", ".join(f'"{column}"' for column, _ in columns)
+    digest = f"CAST(coalesce(sum(hash({values})), 0) AS VARCHAR)"
+    if partitioned:
+        sql = f"SELECT {PARTITION}, count(*), {digest} FROM {name} GROUP BY ALL ORDER BY ALL"
+    else:
+        sql = f"SELECT NULL, count(*), {digest} FROM {name}"
+    return [list(row) for row in con.execute(sql).fetchall()]
+
+
+def _partition_value(folder: str) -> str | None:
+    """Partition value of a `hospital=<value>` folder written by DuckDB (URL-encoded)."""
+    value = folder.split("=", 1)[1]
+    return None if value == NULL_PARTITION else unquote(value)
+
+
+def _read_manifest(folder: Path | None) -> dict | None:
+    try:
+        return json.loads((folder / CHECKSUMS).read_text(encoding="utf-8")) if folder else None
+    except (OSError, ValueError):  # an older snapshot without checksums: nothing to reuse
+        return None
+
+
+def _reusable(previous: dict | None, manifest: dict, folder: Path) -> dict:
+    """{partition value: previous sub-folder ("" for the table folder)} holding identical rows."""
+    if not previous or {k: previous.get(k) for k in ("signature", "layout")} != {
+        k: manifest[k] for k in ("signature", "layout")
+    }:
+        return {}
+    old = {(value, rows, digest): sub for value, rows, digest, sub in previous["parts"]}
+    return {
+        value: old[(value, rows, digest)]
+        for value, rows, digest in manifest["parts"]
+        if (value, rows, digest) in old and (folder / old[(value, rows, digest)]).is_dir()
+    }
+
+
+def _link_files(source: Path, target: Path) -> None:
+    """Hard-link the Parquet files of `source` into `target` (copy where links are refused)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.glob("*.parquet")):
+        try:
+            os.link(path, target / path.name)
+        except OSError:
+            shutil.copy2(path, target / path.name)
+
+
+def _write_partitions(
+    con: duckdb.DuckDBPyConnection, name: str, folder: Path, skip: set[str | None]
+) -> None:
+    """COPY the table's rows, except those of the `skip` partitions, partitioned by hospital."""
+    query = name
+    if skip:
+        listed = ", ".join(_literal(v) for v in sorted(v for v in skip if v is not None))
+        known = f"{PARTITION} IN ({listed})" if listed else "false"
+        matched = f"coalesce({known}, {str(None in skip).lower()})"
+        query = f"(SELECT * FROM {name} WHERE NOT {matched})"
+    con.execute(
+        f"COPY {query} TO {_quote(folder)} "
+        f"({OPTIONS}, PARTITION_BY ({PARTITION}), FILENAME_PATTERN 'data_{{i}}')"
+    )
+
+
+def _export_single(
+    con: duckdb.DuckDBPyConnection, name: str, folder: Path, old: Path | None, reuse: dict
+) -> None:
+    """One data_0.parquet for the whole table (no hospital column, or no rows)."""
+    folder.mkdir()
+    if old is not None and None in reuse:
+        _link_files(old, folder)
+    else:
+        con.execute(f"COPY {name} TO {_quote(folder / 'data_0.parquet')} ({OPTIONS})")
+
+
+def _export_partitioned(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    folder: Path,
+    old: Path | None,
+    reuse: dict,
+    partitions: int,
+) -> dict[str | None, str]:
+    """Hive partitions by hospital; returns {partition value: sub-folder} as written."""
+    if len(reuse) < partitions:
+        _write_partitions(con, name, folder, set(reuse))
+    folder.mkdir(exist_ok=True)
+    for sub in reuse.values():
+        _link_files(old / sub, folder / sub)
+    return {_partition_value(p.name): p.name for p in folder.iterdir() if p.is_dir()}
+
+
+def _export_table(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    partitioned: bool,
+    snapshot: Path,
+    previous: Path | None,
+) -> tuple[int, int]:
+    """Write or reuse one table's files and record its checksums; (reused, written) partitions."""
+    folder, old = snapshot / name, (previous / name if previous else None)
+    columns = _columns(con, *name.split("."))
+    parts = _checksums(con, name, columns, partitioned)
+    hive = bool(parts) and partitioned
+    if not hive and partitioned:  # no rows: one empty file, as for an unpartitioned table
+        parts = _checksums(con, name, columns, False)
+    manifest = {
+        "signature": json.dumps([OPTIONS, duckdb.__version__, columns]),
+        "layout": "hive" if hive else "single",
+    }
+    reuse = _reusable(_read_manifest(old), {**manifest, "parts": parts}, old) if old else {}
+    if hive:
+        subs = _export_partitioned(con, name, folder, old, reuse, len(parts))
+        manifest["parts"] = [[*part, subs[part[0]]] for part in parts if part[0] in subs]
+    else:
+        _export_single(con, name, folder, old, reuse)
+        manifest["parts"] = [[*part, ""] for part in parts]
+    (folder / CHECKSUMS).write_text(json.dumps(manifest), encoding="utf-8")
+    return len(reuse), len(parts) - len(reuse)
+
+
+def write_snapshot(
+    con: duckdb.DuckDBPyConnection, warehouse: Path, previous: Path | None = None
+) -> Path:
+    """Export every curated table into a new, not yet published snapshot folder.
+
+    Partitions equal to those of `previous` (default: the published snapshot) are hard-linked
+    from it rather than written again.
+    """
+    if previous is None and (warehouse / LINK).is_dir():
+        previous = (warehouse / LINK).resolve()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     snapshot = warehouse / SNAPSHOTS / f"{stamp}-{os.getpid()}"
     snapshot.mkdir(parents=True)
+    reused = written = 0
     for schema, table, partitioned in curated_tables(con):
-        folder = snapshot / f"{schema}.{table}"
-        rows = con.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]
-        options = "FORMAT parquet, COMPRESSION zstd"
-        if partitioned and rows:
-            con.execute(
-                f"COPY {schema}.{table} TO {_quote(folder)} "
-                f"({options}, PARTITION_BY (hospital), FILENAME_PATTERN 'data_{{i}}')"
-            )
-        else:
-            folder.mkdir()
-            con.execute(f"COPY {schema}.{table} TO {_quote(folder / 'data_0.parquet')} ({options})")
-    log.info("exported curated tables to parquet snapshot %s", snapshot.name)
+        r, w = _export_table(con, f"{schema}.{table}", partitioned, snapshot, previous)
+        reused, written = reused + r, written + w
+    log.info(
+        "exported curated tables to parquet snapshot %s: %d partition(s) written, "
+        "%d reused from the previous snapshot",
+        snapshot.name,
+        written,
+        reused,
+    )
     return snapshot
 
 

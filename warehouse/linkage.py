@@ -13,12 +13,20 @@ Grain: one row per warehouse patient (patient per hospital). Every patient gets 
 
 The name encodings live only in the pseudonymised staging layer (they are not FHIR): they are
 read from the staging Parquet of the applied batches and never copied into the warehouse.
+
+Training is not repeated when nothing it depends on changed: the table's comment holds a hash
+of the linkage records (every column above, per patient), this module's code and the Splink and
+DuckDB versions, and a build whose hash matches keeps core.patient_link as it is. Any change,
+even one new patient, retrains and rescores everything: EM and the seeded u sampling see the
+whole population, so reusing parameters would give links a full rebuild might not reproduce.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +56,23 @@ NAME_KEY_COLUMNS = ("name_key", "surname_key", "name_bigrams")
 BLOOM_BITS = 128
 _LOW_MASK = (1 << 64) - 1
 LINK_COLUMNS = ("patient_id", "hospital", "cluster_id", "match_probability", "match_method")
+INPUTS_COMMENT = "linkage inputs sha256 "
 
 
 def build_patient_links(
     con: duckdb.DuckDBPyConnection, settings: Settings | None = None
 ) -> dict[str, int]:
-    """(Re)create core.patient_link from core.patient and the staged name keys.
+    """(Re)create core.patient_link from core.patient and the staged name keys, unless the
+    existing table was computed from the same inputs (see `inputs_fingerprint`).
 
     Returns row counts: `core.patient_link` and the number of multi-patient clusters.
     """
     started = time.monotonic()
     records = linkage_records(con, settings or load_settings())
+    inputs = inputs_fingerprint(records)
+    if _stored_fingerprint(con) == inputs:
+        log.info("patient links: inputs unchanged since they were computed; kept as they are")
+        return _link_counts(con)
     exact = exact_pairs(records)
     scored = score_pairs(records)
     links = cluster_patients(records, exact, scored)
@@ -70,6 +84,7 @@ def build_patient_links(
         )
     finally:
         con.unregister("_patient_link")
+    con.execute(f"COMMENT ON TABLE core.patient_link IS '{INPUTS_COMMENT}{inputs}'")
     sizes = links["cluster_id"].value_counts()
     linked = int((sizes > 1).sum())
     log.info(
@@ -83,6 +98,35 @@ def build_patient_links(
         time.monotonic() - started,
     )
     return {"core.patient_link": len(links), "linked_clusters": linked}
+
+
+def inputs_fingerprint(records: pd.DataFrame) -> str:
+    """Hash of everything core.patient_link depends on: the records (in their patient_id
+    order), this module's code, and the Splink and DuckDB versions that train and score."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(f"splink {version('splink')} duckdb {duckdb.__version__}".encode())
+    digest.update("\0".join(f"{c}:{t}" for c, t in records.dtypes.items()).encode())
+    digest.update(pd.util.hash_pandas_object(records, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _stored_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The inputs hash of the existing core.patient_link, None if absent or not recorded."""
+    rows = con.execute(
+        "SELECT comment FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'core' AND table_name = 'patient_link'"
+    ).fetchall()
+    comment = str(rows[0][0] or "") if rows else ""
+    return comment.removeprefix(INPUTS_COMMENT) if comment.startswith(INPUTS_COMMENT) else None
+
+
+def _link_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    rows, linked = con.execute(
+        """SELECT (SELECT count(*) FROM core.patient_link),
+                  (SELECT count(*) FROM (SELECT cluster_id FROM core.patient_link
+                                         GROUP BY cluster_id HAVING count(*) > 1))"""
+    ).fetchone()
+    return {"core.patient_link": rows, "linked_clusters": linked}
 
 
 def linkage_records(con: duckdb.DuckDBPyConnection, settings: Settings) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from tests.warehouse.warehouse_home import (
     write_batch,
 )
 from warehouse import build as build_module
-from warehouse.build import build_warehouse
+from warehouse.build import build_warehouse, resource_key_column
 
 
 @pytest.fixture
@@ -119,6 +120,73 @@ def test_incremental_equals_full_rebuild(settings: Settings) -> None:
     assert full["status"] == "built" and full["mode"] == "full" and full["batches"] == 2
     assert snapshot(settings.warehouse_db) == incremental
     assert len(incremental["core.patient"]) == 2
+
+
+def _tamper(settings: Settings, sql: str) -> None:
+    """Change the live warehouse behind the build's back, to see which rows a build rewrites."""
+    con = duckdb.connect(str(settings.warehouse_db))
+    try:
+        con.execute(sql)
+    finally:
+        con.close()
+
+
+def test_incremental_build_flattens_only_the_merged_resources(settings: Settings) -> None:
+    _first_batch(settings)
+    build_warehouse(settings)
+    _tamper(
+        settings, "UPDATE core.condition SET icd10_code = 'untouched' WHERE condition_id = 'c1'"
+    )
+    _second_batch(settings)  # p1 replaced, p2 tombstoned, p3 and c3 new; c1 not in the batch
+    build_warehouse(settings)
+    assert _query(settings, "SELECT condition_id, icd10_code FROM core.condition ORDER BY 1") == [
+        ("c1", "untouched"),
+        ("c3", "C22.0"),
+    ]
+    assert _query(settings, "SELECT patient_id, gender, batch_id FROM core.patient ORDER BY 1") == [
+        ("p1", "male", batch_id(2)),
+        ("p3", "female", batch_id(2)),
+    ]
+    build_warehouse(settings, full=True)
+    assert _query(settings, "SELECT icd10_code FROM core.condition WHERE condition_id = 'c1'") == [
+        ("C22.0",)
+    ]
+
+
+def test_changed_views_fingerprint_recomputes_every_core_row(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _first_batch(settings)
+    build_warehouse(settings)
+    _tamper(settings, "UPDATE core.condition SET icd10_code = 'stale' WHERE condition_id = 'c1'")
+    monkeypatch.setattr(build_module, "views_fingerprint", lambda: "changed")
+    _second_batch(settings)
+    build_warehouse(settings)
+    assert _query(settings, "SELECT icd10_code FROM core.condition WHERE condition_id = 'c1'") == [
+        ("C22.0",)
+    ]
+
+
+def test_views_fingerprint_follows_the_views_and_their_compiler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("VIEWS_DIR", "VIEWDEF_DIR"):
+        copy = tmp_path / name
+        shutil.copytree(getattr(build_module, name), copy, ignore=shutil.ignore_patterns("__py*"))
+        monkeypatch.setattr(build_module, name, copy)
+    before = build_module.views_fingerprint()
+    with (tmp_path / "VIEWDEF_DIR" / "compile.py").open("a", encoding="utf-8") as handle:
+        handle.write("# a compiler change can change core rows\n")
+    assert build_module.views_fingerprint() != before
+
+
+def test_resource_key_column_is_a_top_level_get_resource_key() -> None:
+    key = {"name": "condition_id", "path": "getResourceKey()"}
+    code = {"name": "code", "path": "code.coding.code.first()"}
+    assert resource_key_column({"select": [{"column": [code, key]}]}) == "condition_id"
+    # Under forEach, or absent: no key, so the build recomputes the view in full.
+    assert resource_key_column({"select": [{"forEach": "code.coding", "column": [key]}]}) is None
+    assert resource_key_column({"select": [{"column": [code]}]}) is None
 
 
 def test_tombstone_is_not_undone_by_an_older_batch_but_is_by_a_newer(settings: Settings) -> None:

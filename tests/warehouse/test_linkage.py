@@ -15,6 +15,7 @@ from pipeline.settings import Settings, hospitals, load_settings
 from transforms.fhir.common import patient_id
 from transforms.identity import DEMO_PSEUDONYM_KEY, pseudonymise
 from transforms.linkage_keys import encode_names
+from warehouse import linkage
 from warehouse.linkage import (
     build_patient_links,
     cluster_patients,
@@ -146,7 +147,8 @@ def _write_staging(settings: Settings, hospital: str, batch: str, frame: pd.Data
     frame.to_parquet(folder / f"{batch}.parquet", index=False)
 
 
-def test_build_patient_links_reads_newest_staged_keys(tmp_path: Path) -> None:
+def _linkage_home(tmp_path: Path) -> tuple[duckdb.DuckDBPyConnection, Settings, dict, pd.DataFrame]:
+    """Two patients at two hospitals, one without a person_key, with staged name keys."""
     settings = load_settings({"WALNUT_HOME": str(tmp_path)})
     ids = {k: patient_id(h, k) for h, k in [("a", "ka"), ("b", "kb")]}
     names = encode_names(pd.Series(["王伟", "王炜", "陈国"], dtype="string"), KEY)
@@ -173,6 +175,11 @@ def test_build_patient_links_reads_newest_staged_keys(tmp_path: Path) -> None:
         "INSERT INTO core.patient VALUES (?, ?, ?, 'male', '1960-02-03')",
         [[ids["ka"], "a", "K1"], [ids["kb"], "b", None]],
     )
+    return con, settings, ids, names
+
+
+def test_build_patient_links_reads_newest_staged_keys(tmp_path: Path) -> None:
+    con, settings, ids, names = _linkage_home(tmp_path)
     records = linkage_records(con, settings).set_index("patient_id")
     assert records.loc[ids["ka"], "name_key"] == names.loc[0, "name_key"]
     assert records.loc[ids["kb"], "name_key"] == names.loc[0, "name_key"]  # homophone typo
@@ -181,6 +188,33 @@ def test_build_patient_links_reads_newest_staged_keys(tmp_path: Path) -> None:
     rows = con.execute(f"SELECT {', '.join(LINK_COLUMNS)} FROM core.patient_link").fetchall()
     assert {r[2] for r in rows} == {min(ids.values())}
     assert {r[4] for r in rows} == {"probabilistic"}
+
+
+def test_patient_links_are_kept_while_their_inputs_are_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    con, settings, _, _ = _linkage_home(tmp_path)
+    scored = []
+
+    def counting_score_pairs(records: pd.DataFrame) -> pd.DataFrame:
+        scored.append(len(records))
+        return score_pairs(records)
+
+    monkeypatch.setattr(linkage, "score_pairs", counting_score_pairs)
+    first = build_patient_links(con, settings)
+    links = con.execute("SELECT * FROM core.patient_link ORDER BY ALL").fetchall()
+    assert first == {"core.patient_link": 2, "linked_clusters": 1} and scored == [2]
+    # Nothing the links depend on changed: the table stays, nothing is scored again.
+    assert build_patient_links(con, settings) == first and scored == [2]
+    assert con.execute("SELECT * FROM core.patient_link ORDER BY ALL").fetchall() == links
+    # Any change to a linkage record (here the sex of one patient) recomputes the links.
+    con.execute("UPDATE core.patient SET gender = 'female' WHERE hospital = 'b'")
+    build_patient_links(con, settings)
+    assert scored == [2, 2]
+    # So does a table that lost its inputs hash (built by an older version).
+    con.execute("COMMENT ON TABLE core.patient_link IS NULL")
+    build_patient_links(con, settings)
+    assert scored == [2, 2, 2]
 
 
 @pytest.mark.slow
@@ -227,11 +261,12 @@ def test_cross_site_linkage_precision_and_recall(tmp_path: Path) -> None:
     print(f"names, birth date and sex only: precision {precision:.3f} recall {recall:.3f}")
     assert precision >= 0.95 and recall >= 0.95
 
-    # Rebuilding the links gives the same table.
+    # Rebuilding the links (dropped first, else unchanged inputs keep them) gives the same table.
     copy = tmp_path / "copy.duckdb"
     shutil.copyfile(settings.warehouse_db, copy)
     con = duckdb.connect(str(copy))
     try:
+        con.execute("DROP TABLE core.patient_link")
         build_patient_links(con, settings)
         rebuilt = con.execute("SELECT * FROM core.patient_link").df()
     finally:

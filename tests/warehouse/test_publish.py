@@ -212,3 +212,63 @@ def test_parquet_export_reads_back_with_identical_counts(settings: Settings) -> 
     assert parquet.resolve() != first_target
     assert len(list((settings.warehouse / SNAPSHOTS).iterdir())) == 2
     assert len(pd.read_parquet(parquet / "core.patient")) == 5
+
+
+def _inodes(folder: Path) -> dict[str, int]:
+    """Inode of every Parquet file under a snapshot, by path relative to it."""
+    return {str(p.relative_to(folder)): p.stat().st_ino for p in folder.rglob("*.parquet")}
+
+
+def test_unchanged_parquet_partitions_are_reused_from_the_previous_snapshot(
+    settings: Settings,
+) -> None:
+    parquet = settings.warehouse / "parquet"
+    b = batch_id(2)
+    north = [patient(p, b, hospital="north_chest") for p in ("x1", "x2")]
+    write_batch(settings, 2, north, hospital="north_chest")
+    build_warehouse(settings)
+    first = _inodes(parquet.resolve())
+    # A delta of north_chest only: every east_liver partition is a hard link of the previous
+    # snapshot's file; north_chest's changed ones are written again, and so is gov.build_run.
+    x1 = patient("x1", batch_id(3), gender="male", hospital="north_chest")
+    write_batch(settings, 3, [x1], hospital="north_chest")
+    build_warehouse(settings)
+    second = _inodes(parquet.resolve())
+    assert set(second) == set(first)
+    kept = {path for path in second if second[path] == first[path]}
+    assert "core.patient/hospital=east_liver/data_0.parquet" in kept
+    assert "core.condition/hospital=east_liver/data_0.parquet" in kept
+    assert "gov.load_run/hospital=east_liver/data_0.parquet" in kept
+    assert "core.patient/hospital=north_chest/data_0.parquet" not in kept
+    assert "gov.load_run/hospital=north_chest/data_0.parquet" not in kept
+    assert "gov.build_run/data_0.parquet" not in kept
+    patients = pd.read_parquet(parquet / "core.patient")
+    assert sorted(zip(patients["patient_id"], patients["gender"], strict=True)) == [
+        ("p1", "female"),
+        ("x1", "male"),
+        ("x2", "female"),
+    ]
+    # Nothing new but a forced full rebuild: the same rows, so every data file is reused but
+    # the build's own bookkeeping (build runs, the time each batch was applied).
+    build_warehouse(settings, full=True)
+    third = _inodes(parquet.resolve())
+    rewritten = {p for p in third if third[p] != second[p]}
+    assert {p.split("/")[0] for p in rewritten} == {"gov.build_run", "gov.applied_batch"}
+
+
+def test_changed_partition_with_the_same_row_count_is_written_again(settings: Settings) -> None:
+    parquet = settings.warehouse / "parquet"
+    before = _inodes(parquet.resolve())
+    b = batch_id(2)
+    write_batch(settings, 2, [patient("p1", b, gender="male")])  # p1 replaced, same count
+    build_warehouse(settings)
+    after = _inodes(parquet.resolve())
+    assert (
+        after["core.patient/hospital=east_liver/data_0.parquet"]
+        != (before["core.patient/hospital=east_liver/data_0.parquet"])
+    )
+    assert pd.read_parquet(parquet / "core.patient")["gender"].tolist() == ["male"]
+    assert (
+        after["core.condition/hospital=east_liver/data_0.parquet"]
+        == (before["core.condition/hospital=east_liver/data_0.parquet"])
+    )
