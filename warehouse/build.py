@@ -511,7 +511,8 @@ def _write_build(
     """
     from warehouse.export import write_snapshot
 
-    con = duckdb.connect(str(tmp))
+    # No progress bars: they would fill the Airflow task log with carriage returns.
+    con = duckdb.connect(str(tmp), config={"enable_progress_bar": False})
     try:
         merge_batches(con, settings, pending)
         _recompute_curated(con, batches, incremental=build["core"] == "delta")
