@@ -512,8 +512,9 @@ def _write_build(
     from warehouse.export import write_snapshot
 
     # No progress bars: they would fill the Airflow task log with carriage returns.
-    con = duckdb.connect(str(tmp), config={"enable_progress_bar": False})
+    con = duckdb.connect(str(tmp))
     try:
+        con.execute("SET enable_progress_bar = false")
         merge_batches(con, settings, pending)
         _recompute_curated(con, batches, incremental=build["core"] == "delta")
         from warehouse.linkage import build_patient_links  # lazily: Splink is read only here
