@@ -5,13 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expectations.checks import Check
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
 ROW_KEY = "_row_hash"
+# GX reports failing rows by this index (0-based row positions), mapped back to ROW_KEY here.
+ROW_POSITION = "_row_position"
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,12 @@ class RawResult:
     row_hashes: tuple[str, ...]
 
 
-def strip_gx_result(gx_result: Any, row_count: int) -> RawResult:
-    """Keep counts and row hashes of an ExpectationValidationResult; drop every value it holds."""
+def strip_gx_result(gx_result: Any, row_count: int, row_hashes: pd.Series | None) -> RawResult:
+    """Keep counts and row hashes of an ExpectationValidationResult; drop every value it holds.
+
+    `row_hashes` is the validated frame's ROW_KEY column (None without one); GX names failing
+    rows by position and this turns the positions into hashes.
+    """
     errored = raised_exception(gx_result.exception_info)
     payload: Mapping[str, Any] = gx_result.result or {}
     if errored:
@@ -66,21 +75,29 @@ def strip_gx_result(gx_result: Any, row_count: int) -> RawResult:
         success = bool(gx_result.success)
         return RawResult(success, False, row_count, 0 if success else row_count, ())
     evaluated = int(payload.get("element_count") or 0) - int(payload.get("missing_count") or 0)
-    hashes = tuple(iter_row_hashes(payload.get("unexpected_index_list")))
+    positions = list(iter_row_positions(payload.get("unexpected_index_list")))
     failed = int(payload.get("unexpected_count") or 0)
+    hashes = hashes_at(row_hashes, positions)
     return RawResult(bool(gx_result.success), False, evaluated, failed, hashes)
 
 
-def iter_row_hashes(index_list: Any) -> Iterable[str]:
-    """Row hashes from either GX shape: one dict per row, or one dict of lists (values excluded)."""
+def iter_row_positions(index_list: Any) -> Iterable[int]:
+    """Row positions from either GX shape: one dict per row, or one dict of lists."""
     for entry in index_list or ():
-        if not isinstance(entry, Mapping) or ROW_KEY not in entry:
+        if not isinstance(entry, Mapping) or ROW_POSITION not in entry:
             continue
-        values = entry[ROW_KEY]
-        for value in values if isinstance(values, list | tuple) else (values,):
-            # A row without a hash cannot be quarantined; row_hash_not_null fails the run.
-            if isinstance(value, str):
-                yield value
+        values = entry[ROW_POSITION]
+        yield from values if isinstance(values, list | tuple) else (values,)
+
+
+def hashes_at(row_hashes: pd.Series | None, positions: list[int]) -> tuple[str, ...]:
+    """The row hashes at these positions, in order.
+
+    A row without a hash cannot be quarantined; row_hash_not_null fails the run instead.
+    """
+    if row_hashes is None or not positions:
+        return ()
+    return tuple(value for value in row_hashes.iloc[positions].tolist() if isinstance(value, str))
 
 
 def raised_exception(exception_info: Any) -> bool:
