@@ -30,6 +30,10 @@ _EQUALITY = {"=", "!=", "~", "!~"}
 _ORDERING = {"<", ">", "<=", ">="}
 _LOGIC = {"and", "or", "xor", "implies"}
 _ARITHMETIC = {"+", "-", "*", "/", "div", "mod", "&"}
+# Type names the reference-key string cut handles: letters and digits, never `_history`.
+_PLAIN_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+# A column, lambda variable or list item: cheap to repeat in generated SQL.
+_SIMPLE_SQL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])?$")
 
 
 def compile_path(path: object, scope: Scope) -> Expr:
@@ -148,7 +152,7 @@ def _binop(op: str, left_node: Node, right_node: Node, scope: Scope) -> Expr:
 def _equality(op: str, left: Expr, right: Expr, scope: Scope) -> Expr:
     target = _common_type(left, right)
     a, b = convert(left, target, scope), convert(right, target, scope)
-    a_one, b_one = materialize(a), materialize(b)
+    a_one, b_one = materialize(a, scope), materialize(b, scope)
     if not a_one.many and not b_one.many:
         if target == "VARCHAR" and op in ("~", "!~"):
             sql = f"(lower({a_one.sql}) = lower({b_one.sql}))"
@@ -228,7 +232,7 @@ def _fn_where(base: Expr, args: list[Node], scope: Scope) -> Expr:
 def _fn_exists(base: Expr, args: list[Node], scope: Scope) -> Expr:
     if args:
         base = _fn_where(base, args, scope)
-    value = materialize(base)
+    value = materialize(base, scope)
     if value.many:
         return Expr(f"(len({value.sql}) > 0)", "BOOLEAN")
     return Expr(f"({value.sql} IS NOT NULL)", "BOOLEAN")
@@ -265,18 +269,42 @@ def _fn_join(base: Expr, args: list[Node], scope: Scope) -> Expr:
 
 
 def _fn_resource_key(base: Expr, args: list[Node], scope: Scope) -> Expr:
+    if scope.is_root(base) and not base.segs:
+        return Expr(scope.root_paths.text_at("$.id"), "VARCHAR")
     return map_items(base, scope, lambda item: f"json_extract_string({item}, '$.id')", "VARCHAR")
+
+
+def _reference_key_sql(ref: str, type_name: str | None) -> str:
+    """SQL of the id in reference `ref`, the regular expression's first capture (or NULL).
+
+    With a plain type name, the common `Type/<id>` form is cut with string functions, several
+    times faster than the regular expression; it captures the same `<id>` there.
+    """
+    prefix = re.escape(type_name) if type_name else "[A-Za-z]+"
+    pattern = sql_string(f"(?:^|/){prefix}/([^/]+)(?:/_history/[^/]+)?$")
+    general = f"NULLIF(regexp_extract({ref}, {pattern}, 1), '')"
+    if type_name is None or not _PLAIN_TYPE.match(type_name):
+        return general
+    head = sql_string(f"{type_name}/")
+    rest = f"substr({ref}, {len(type_name) + 2})"
+    return (
+        f"(CASE WHEN starts_with({ref}, {head}) AND NOT contains({rest}, '/') "
+        f"THEN NULLIF({rest}, '') ELSE {general} END)"
+    )
 
 
 def _fn_reference_key(base: Expr, args: list[Node], scope: Scope) -> Expr:
     """The id part of Reference.reference (`Patient/123` -> `123`), optionally type-checked."""
     type_name = _type_arg(args, scope, "getReferenceKey") if args else None
-    prefix = re.escape(type_name) if type_name else "[A-Za-z]+"
-    pattern = sql_string(f"(?:^|/){prefix}/([^/]+)(?:/_history/[^/]+)?$")
     references = convert(member(base, "reference", scope), "VARCHAR", scope)
-    return map_items(
-        references, scope, lambda ref: f"NULLIF(regexp_extract({ref}, {pattern}, 1), '')", "VARCHAR"
-    )
+
+    def key(ref: str) -> str:
+        if _SIMPLE_SQL.match(ref) or not _PLAIN_TYPE.match(type_name or ""):
+            return _reference_key_sql(ref, type_name)
+        var = scope.new_var("k")  # the string cut repeats `ref`: evaluate a computed one once
+        return f"list_transform([{ref}], lambda {var}: {_reference_key_sql(var, type_name)})[1]"
+
+    return map_items(references, scope, key, "VARCHAR")
 
 
 def _fn_of_type(base: Expr, args: list[Node], scope: Scope) -> Expr:
