@@ -8,8 +8,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Rows per chunk when staging, validating and mapping a batch: bounds memory whatever the input
-# size; large enough that each GX validation call (~0.3-0.6 s fixed cost) stays a small share.
-DEFAULT_CHUNK_ROWS = 100_000
+# size. Measured on a 310k-row table: peak RSS ~510/555/630 MB at 25k/50k/100k rows, while
+# each extra chunk costs a GX validation call (~0.3-0.6 s fixed) and a garbage collection.
+DEFAULT_CHUNK_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -55,16 +56,14 @@ class Settings:
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Settings from WALNUT_HOME, WALNUT_MAPPINGS, WALNUT_SOURCES, WALNUT_DEMO, WALNUT_CHUNK_ROWS."""
+    """Settings from WALNUT_HOME, _MAPPINGS, _SOURCES, _DEMO and _CHUNK_ROWS (rows per chunk)."""
     env = os.environ if environ is None else environ
     home = Path(env.get("WALNUT_HOME") or REPO_ROOT / "var").resolve()
     mappings = Path(env.get("WALNUT_MAPPINGS") or REPO_ROOT / "mappings").resolve()
     sources = Path(env.get("WALNUT_SOURCES") or home / "sources").resolve()
     demo = env.get("WALNUT_DEMO", "").lower() in {"1", "true", "yes"}
     chunk_rows = _chunk_rows(env.get("WALNUT_CHUNK_ROWS", ""))
-    return Settings(
-        home=home, mappings=mappings, sources=sources, demo=demo, chunk_rows=chunk_rows
-    )
+    return Settings(home=home, mappings=mappings, sources=sources, demo=demo, chunk_rows=chunk_rows)
 
 
 def _chunk_rows(value: str) -> int:

@@ -99,19 +99,25 @@ def standardize_table(
     source_file: str,
     units: UnitTable,
     source_key: str | None = None,
+    seen: set[str] | None = None,
 ) -> StagedTable:
     """Map one raw export (strings under source headers + `_source_row`) to canonical `table`.
 
-    `source_key` names the source's entry in columns.yaml (default: the table name).
+    `source_key` names the source's entry in columns.yaml (default: the table name). Exact
+    duplicates are dropped within `raw`; when `raw` is one chunk of a file, pass the same
+    `seen` set (row hashes staged so far, updated here) for every chunk of that file, so
+    duplicates are dropped across the whole file as a whole-file read would.
     """
     key_name = source_key or table
     _check_headers(raw, key_name, mapping, source_file)
     specs = mapping.tables[key_name].columns
     source_cols = [c for c in raw.columns if c != "_source_row"]
     hashes = row_hashes(raw[source_cols], key, salt=f"{mapping.hospital}|{key_name}")
-    duplicate = hashes.duplicated(keep="first")
+    duplicate = _duplicates(hashes, seen)
     dropped = {"duplicate_row": int(duplicate.sum())} if duplicate.any() else {}
     raw, hashes = raw.loc[~duplicate], hashes.loc[~duplicate]
+    if seen is not None:
+        seen.update(hashes.tolist())
 
     dtypes = {c.name: c.dtype for c in TABLES[table]}
     out = pd.DataFrame(index=raw.index)
@@ -181,6 +187,14 @@ def standardize_table(
         dropped or "none",
     )
     return StagedTable(frame.reset_index(drop=True), dropped)
+
+
+def _duplicates(hashes: pd.Series, seen: set[str] | None) -> pd.Series:
+    """Rows repeating an earlier row: earlier in `hashes`, or already in `seen`."""
+    duplicate = hashes.duplicated(keep="first")
+    if seen:
+        duplicate |= pd.Series([h in seen for h in hashes.tolist()], index=hashes.index)
+    return duplicate
 
 
 def source_key_hashes(values: pd.Series, key: bytes, hospital: str, source: str) -> pd.Series:

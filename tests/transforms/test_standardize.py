@@ -114,3 +114,29 @@ def test_missing_mapped_header_names_file_and_headers(mapping) -> None:
     rows = {k: v for k, v in LAB.items() if k != "单位"}
     with pytest.raises(MappingError, match=r"lab: column\(s\) \['单位'\] not found in lab.csv"):
         _stage(mapping, "lab", rows)
+
+
+def test_duplicates_dropped_across_chunks_sharing_a_seen_set(mapping) -> None:
+    raw = pd.DataFrame(LAB, dtype=object)
+    raw["_source_row"] = range(1, len(raw) + 1)
+    whole = _stage(mapping, "lab", LAB)
+    seen: set[str] = set()
+    parts = []
+    for start in range(0, len(raw), 5):  # the duplicate (rows 5 and 6) spans two chunks
+        chunk = raw.iloc[start : start + 5].reset_index(drop=True)
+        parts.append(
+            standardize_table(
+                chunk,
+                "lab",
+                mapping,
+                key=KEY,
+                batch_id="b1",
+                source_file="lab.csv",
+                units=load_unit_table(),
+                seen=seen,
+            )
+        )
+    assert [p.dropped for p in parts] == [{}, {"duplicate_row": 1}]
+    joined = pd.concat([p.frame for p in parts], ignore_index=True)
+    pd.testing.assert_frame_equal(joined, whole.frame)
+    assert seen == set(whole.frame["_row_hash"])

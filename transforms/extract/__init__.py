@@ -2,6 +2,7 @@
 
 A raw table is the source's rows as strings under the source's own column names, plus
 `_source_row`; rows that cannot be read are rejected with a reason, never dropped silently.
+Readers can yield a file in chunks so that staging memory does not grow with the file.
 """
 
 from __future__ import annotations
@@ -12,34 +13,35 @@ from pathlib import Path
 from transforms.extract.raw import RawTable
 from transforms.mapping import SourceSpec
 
-Reader = Callable[[SourceSpec, Path], Iterator[RawTable]]
+Reader = Callable[[SourceSpec, Path, int | None], Iterator[RawTable]]
 
 
-def _read_csv(spec: SourceSpec, path: Path) -> Iterator[RawTable]:
-    from transforms.extract.csv_export import read_csv_export
+def _read_csv(spec: SourceSpec, path: Path, chunk_rows: int | None) -> Iterator[RawTable]:
+    from transforms.extract.csv_export import iter_csv_export
 
-    yield read_csv_export(path, spec.encoding, spec.delimiter)
-
-
-def _read_excel(spec: SourceSpec, path: Path) -> Iterator[RawTable]:
-    from transforms.extract.excel import read_excel_sheet
-
-    yield read_excel_sheet(path, spec.sheet, spec.header_row)
+    yield from iter_csv_export(path, spec.encoding, spec.delimiter, chunk_rows)
 
 
-def _read_sql(spec: SourceSpec, path: Path) -> Iterator[RawTable]:
+def _read_excel(spec: SourceSpec, path: Path, chunk_rows: int | None) -> Iterator[RawTable]:
+    from transforms.extract.excel import iter_excel_sheet
+
+    yield from iter_excel_sheet(path, spec.sheet, spec.header_row, chunk_rows)
+
+
+def _read_sql(spec: SourceSpec, path: Path, chunk_rows: int | None) -> Iterator[RawTable]:
     from transforms.extract.sql import read_sql_chunk
 
-    yield from read_sql_chunk(spec, path)
+    yield from read_sql_chunk(spec, path, chunk_rows)
 
 
-def _read_hl7v2(spec: SourceSpec, path: Path) -> Iterator[RawTable]:
-    from transforms.extract.hl7v2 import read_hl7_file
+def _read_hl7v2(spec: SourceSpec, path: Path, chunk_rows: int | None) -> Iterator[RawTable]:
+    from transforms.extract.hl7v2 import iter_hl7_file
 
-    yield read_hl7_file(path, spec.segment, spec.encoding)
+    yield from iter_hl7_file(path, spec.segment, spec.encoding, chunk_rows)
 
 
-def _read_fhir(spec: SourceSpec, path: Path) -> Iterator[RawTable]:
+def _read_fhir(spec: SourceSpec, path: Path, chunk_rows: int | None) -> Iterator[RawTable]:
+    """Whole file: a resource's columns are its element paths, known only after every one."""
     from transforms.extract.fhir_intake import read_fhir_export
 
     yield read_fhir_export(path, spec.resource_type, spec.columns)
@@ -54,10 +56,15 @@ READERS: dict[str, Reader] = {
 }
 
 
-def read_landed(spec: SourceSpec, path: Path) -> Iterator[RawTable]:
-    """Raw tables of one landed file for one source spec (several for chunked sources)."""
+def read_landed(spec: SourceSpec, path: Path, chunk_rows: int | None = None) -> Iterator[RawTable]:
+    """Raw tables of one landed file for one source spec, in file order.
+
+    With `chunk_rows`, each holds at most about that many source rows (HL7 in whole messages;
+    FHIR files stay whole); without, one per file (one per landed chunk for SQL sources).
+    Chunks of one file share its `source_name`, carry its columns and number rows as one read.
+    """
     try:
         reader = READERS[spec.kind]
     except KeyError:
         raise NotImplementedError(f"no reader for source kind {spec.kind!r} yet") from None
-    yield from reader(spec, path)
+    yield from reader(spec, path, chunk_rows)

@@ -23,7 +23,7 @@ from transforms.encoding import (
     _sample,
     detect_encoding,
 )
-from transforms.extract.raw import RawTable, Rejected
+from transforms.extract.raw import RawTable, Rejected, take_all
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _BLOCK_BYTES = 1 << 20
@@ -56,8 +56,8 @@ def iter_csv_export(
         for number, row in enumerate(records, start=1):
             batch.append((number, row))
             if chunk_rows is not None and len(batch) >= chunk_rows:
-                yield _chunk(batch, header, codec)
-                batch, yielded = [], True
+                yielded = True
+                yield _chunk(take_all(batch), header, codec)
         if batch or not yielded:
             yield _chunk(batch, header, codec)
 

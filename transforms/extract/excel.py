@@ -33,7 +33,7 @@ import pandas as pd
 from python_calamine import CalamineSheet, CalamineWorkbook, WorksheetNotFound
 
 from transforms.errors import MappingError
-from transforms.extract.raw import RawTable
+from transforms.extract.raw import RawTable, take_all
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,8 @@ def iter_excel_sheet(
             numbers.append(number)
             total += 1
             if chunk_rows is not None and len(kept) >= chunk_rows:
-                yield _raw_table(kept, numbers, names, dropped, source_name)
-                kept, numbers, yielded = [], [], True
+                yielded = True
+                yield _raw_table(take_all(kept), take_all(numbers), names, dropped, source_name)
         if kept or not yielded:
             yield _raw_table(kept, numbers, names, dropped, source_name)
     log.debug("%s: %d data row(s), %d merged range(s)", source_name, total, len(merged))

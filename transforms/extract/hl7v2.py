@@ -26,7 +26,7 @@ import hl7
 import pandas as pd
 
 from transforms.encoding import detect_encoding
-from transforms.extract.raw import RawTable, Rejected
+from transforms.extract.raw import RawTable, Rejected, take_all
 
 log = logging.getLogger(__name__)
 
@@ -274,9 +274,8 @@ def iter_hl7_file(
             bad_without_rows += 1
         occurrence += message.count
         if columns is not None and len(rows) >= chunk_rows:
-            yield _raw_table(rows, numbers, rejected, codec, columns)
             yielded = True
-            rows, numbers, rejected = [], [], []
+            yield _raw_table(take_all(rows), take_all(numbers), take_all(rejected), codec, columns)
     if rows or rejected or not yielded:
         yield _raw_table(rows, numbers, rejected, codec, columns)
     if bad_without_rows:

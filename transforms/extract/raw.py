@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pandas as pd
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -29,3 +32,10 @@ class RawTable:
     rows_read: int
     rejected: list[Rejected] = field(default_factory=list)
     source_name: str | None = None
+
+
+def take_all(items: list[T]) -> list[T]:
+    """The list's items, leaving it empty: a reader yielding a chunk then holds none of it."""
+    taken = items.copy()
+    items.clear()
+    return taken

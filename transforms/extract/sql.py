@@ -341,17 +341,37 @@ def land_sql_sources(
     return landed
 
 
-def read_sql_chunk(spec: SqlSource, path: Path) -> Iterator[RawTable]:
-    """A landed chunk as a raw table; `_source_row` is the row's 1-based position in the chunk.
+def read_sql_chunk(
+    spec: SqlSource, path: Path, chunk_rows: int | None = None
+) -> Iterator[RawTable]:
+    """A landed chunk as raw tables of at most `chunk_rows` rows (None: one table).
 
-    A database row has no stable file position; its identity is the primary key, which staging
-    turns into `_source_key`. Constant columns of the spec are added here, not at landing.
+    `_source_row` is the row's 1-based position in the landed chunk. A database row has no
+    stable file position; its identity is the primary key, which staging turns into
+    `_source_key`. Constant columns of the spec are added here, not at landing.
     """
-    frame = pq.read_table(path).to_pandas(types_mapper=lambda _: pd.StringDtype())
-    for column, value in spec.constants.items():
-        frame[column] = pd.Series(value, index=frame.index, dtype="string")
-    frame["_source_row"] = range(1, len(frame) + 1)
-    yield RawTable(frame, "utf-8", len(frame), source_name=path.name)
+    start = 1
+    for table in _parquet_parts(path, chunk_rows):
+        frame = table.to_pandas(types_mapper=lambda _: pd.StringDtype())
+        for column, value in spec.constants.items():
+            frame[column] = pd.Series(value, index=frame.index, dtype="string")
+        frame["_source_row"] = range(start, start + len(frame))
+        start += len(frame)
+        yield RawTable(frame, "utf-8", len(frame), source_name=path.name)
+
+
+def _parquet_parts(path: Path, chunk_rows: int | None) -> Iterator[pa.Table]:
+    """The file as one table, or as tables of at most `chunk_rows` rows (at least one)."""
+    if chunk_rows is None:
+        yield pq.read_table(path)
+        return
+    with pq.ParquetFile(path) as parquet:
+        empty = True
+        for batch in parquet.iter_batches(chunk_rows):
+            empty = False
+            yield pa.Table.from_batches([batch])
+        if empty:
+            yield parquet.schema_arrow.empty_table()
 
 
 def read_deletions(batch_dir: Path) -> pd.DataFrame:

@@ -5,12 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import xlsxwriter
+from python_calamine import CalamineWorkbook
 
 from transforms.errors import MappingError
 from transforms.extract import read_landed
-from transforms.extract.excel import fill_merged_cells, format_cell, read_excel_sheet
+from transforms.extract.excel import (
+    fill_merged_cells,
+    format_cell,
+    iter_excel_sheet,
+    read_excel_sheet,
+    sheet_rows,
+)
 from transforms.mapping import ExcelSource
 
 HEADER = ["病案号", "日期", "时间", "代码", "结果"]
@@ -39,6 +47,13 @@ def _write_workbook(path: Path) -> None:
     sheet.write_string(6, 0, "NC000003")
     sheet.write_blank(8, 0, None, date_fmt)
     book.add_worksheet("空表")
+    # starts at column B; header cells D and F blank: D has one value in the last row, F none
+    blank = book.add_worksheet("空列")
+    blank.write_row(0, 1, ["病案号", "结果", "", "单位", ""])
+    for row in range(1, 6):
+        blank.write_row(row, 1, [f"NC{row:06d}", str(row), "", "g/L"])
+    blank.merge_range(2, 2, 3, 2, "7")
+    blank.write_string(5, 3, "备注")
     book.close()
 
 
@@ -120,3 +135,34 @@ def test_fill_merged_cells_copies_top_left_value() -> None:
     grid = [["a", "", ""], ["", "x", ""], ["", "", ""]]
     fill_merged_cells(grid, [((0, 0), (2, 0)), ((1, 1), (2, 2))])
     assert grid == [["a", "", ""], ["a", "x", "x"], ["a", "x", "x"]]
+
+
+@pytest.mark.parametrize("sheet", ["用药", "空列", "空表"])
+def test_streamed_rows_are_the_filled_grid(workbook: Path, sheet: str) -> None:
+    with CalamineWorkbook.from_path(str(workbook)) as book:
+        worksheet = book.get_sheet_by_name(sheet)
+        grid = worksheet.to_python(skip_empty_area=False)
+        fill_merged_cells(grid, worksheet.merged_cell_ranges or [])
+        assert list(sheet_rows(worksheet, worksheet.merged_cell_ranges or [])) == grid
+
+
+def test_blank_headed_columns_dropped_only_when_empty_in_the_whole_sheet(workbook: Path) -> None:
+    whole = read_excel_sheet(workbook, "空列")
+    assert list(whole.frame.columns) == ["病案号", "结果", "_column_4", "单位", "_source_row"]
+    assert whole.frame["结果"].tolist() == ["1", "7", "7", "4", "5"]
+    chunks = list(iter_excel_sheet(workbook, "空列", chunk_rows=2))
+    assert [len(c.frame) for c in chunks] == [2, 2, 1]
+    assert all(list(c.frame.columns) == list(whole.frame.columns) for c in chunks)
+    joined = pd.concat([c.frame for c in chunks], ignore_index=True)
+    pd.testing.assert_frame_equal(joined, whole.frame)
+
+
+def test_chunks_number_rows_as_one_read(workbook: Path) -> None:
+    whole = read_excel_sheet(workbook, "用药", header_row=2)
+    chunks = list(iter_excel_sheet(workbook, "用药", header_row=2, chunk_rows=1))
+    assert [c.rows_read for c in chunks] == [1, 1, 1, 1]
+    assert {c.source_name for c in chunks} == {"导出.xlsx#用药"}
+    joined = pd.concat([c.frame for c in chunks], ignore_index=True)
+    pd.testing.assert_frame_equal(joined, whole.frame)
+    (empty,) = iter_excel_sheet(workbook, "空列", header_row=6, chunk_rows=1)
+    assert empty.rows_read == 0 and "_source_row" in empty.frame

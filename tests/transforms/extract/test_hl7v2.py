@@ -12,6 +12,7 @@ from transforms.extract import read_landed
 from transforms.extract.hl7v2 import (
     COMMON_COLUMNS,
     Separators,
+    iter_hl7_file,
     read_hl7_file,
     split_messages,
     unescape,
@@ -105,6 +106,24 @@ def test_segments_before_any_header_and_bad_bytes(tmp_path: Path) -> None:
         (3, "extract.decodable"),
     ]
     assert raw.frame["_source_row"].tolist() == [2]
+
+
+def test_chunks_are_whole_messages_with_the_whole_files_columns(tmp_path: Path) -> None:
+    broken = "\r".join([MSH.format(cid="BAD"), PID, "obx|1|NM|x", "OBX|2|NM|1834-1^AFP^LN||1"])
+    # the last message has a field (OBX-17) and a component (OBX-6.2) no earlier one has
+    last = _message("M4", "OBX|1|NM|1751-7^Albumin^LN||38|g/L^grams|||||F|||2025||||EQ1")
+    path = tmp_path / "feed.hl7"
+    path.write_text("\r".join([FIRST, broken, SECOND, last]) + "\r", encoding="utf-8")
+    whole = read_hl7_file(path)
+    chunks = list(iter_hl7_file(path, chunk_rows=2))
+    # FIRST has 3 OBX (one chunk, never split), the broken one none, SECOND and M4 one each
+    assert [len(c.frame) for c in chunks] == [3, 2]
+    assert [c.rows_read for c in chunks] == [3, 3]
+    assert [r for c in chunks for r in c.rejected] == whole.rejected
+    assert all(list(c.frame.columns) == list(whole.frame.columns) for c in chunks)
+    assert "OBX-17" in whole.frame.columns and "OBX-6.2" in whole.frame.columns
+    joined = pd.concat([c.frame for c in chunks], ignore_index=True)
+    pd.testing.assert_frame_equal(joined, whole.frame)
 
 
 def test_split_messages_skips_envelopes_and_blank_lines() -> None:

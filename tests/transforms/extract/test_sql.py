@@ -233,6 +233,22 @@ def test_reader_numbers_rows_within_the_chunk_and_adds_constants(mapping, tmp_pa
     ]
 
 
+def test_reader_chunks_number_rows_as_one_read(mapping, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'his.sqlite'}"
+    _fill(url, 4)
+    landing = tmp_path / "landing"
+    batch = _land(mapping, url, landing)
+    spec = mapping.sources[0]
+    first = landing / batch / read_manifest(landing / batch)[0].name
+    (whole,) = read_landed(spec, first)
+    chunks = list(read_landed(spec, first, chunk_rows=2))
+    assert [c.rows_read for c in chunks] == [2, 1]
+    assert {c.source_name for c in chunks} == {whole.source_name}
+    joined = pd.concat([c.frame for c in chunks], ignore_index=True)
+    pd.testing.assert_frame_equal(joined, whole.frame)
+    assert whole.frame["_source_row"].tolist() == [1, 2, 3]
+
+
 def test_demo_sqlite_is_the_fallback_and_a_missing_url_names_the_variable(
     mapping, tmp_path: Path
 ) -> None:
