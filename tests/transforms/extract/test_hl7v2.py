@@ -92,6 +92,17 @@ def test_unparseable_message_rejects_only_itself(tmp_path: Path) -> None:
     assert raw.frame["_source_row"].tolist() == [1, 2, 3, 5]
 
 
+def test_header_the_hl7_library_rejects_rejects_the_message(tmp_path: Path) -> None:
+    """A repeated encoding character in MSH-2 passes the structural checks; hl7 refuses it."""
+    broken = "\r".join([MSH.replace("^~\\&", "^~\\~").format(cid="BAD"), PID, "OBX|1|NM|x"])
+    path = tmp_path / "feed.hl7"
+    path.write_text("\r".join([FIRST, broken, SECOND]) + "\r", encoding="utf-8")
+    raw = read_hl7_file(path)
+    assert [r.rule for r in raw.rejected] == ["extract.hl7_parse"]
+    assert "hl7 parser failed" in raw.rejected[0].reason
+    assert raw.frame["_source_row"].tolist() == [1, 2, 3, 5]
+
+
 def test_segments_before_any_header_and_bad_bytes(tmp_path: Path) -> None:
     path = tmp_path / "feed.hl7"
     path.write_bytes(
