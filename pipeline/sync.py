@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -511,8 +512,20 @@ def _deleted_counts(files: BatchFiles) -> dict[str, int]:
     return read_json(path)["deleted"] if path.is_file() else {}
 
 
+# The part after the last colon of a "source" string in compact JSON (orjson escapes neither
+# ':' nor the hex of a row hash), a superset of the meta.source row hashes of the line.
+_SOURCE_TAIL = re.compile(rb'"source":"[^"]*:([^":]*)"')
+
+
 def _tombstones(files: BatchFiles, targets: dict[str, str]) -> list[dict[str, str]]:
-    """Tombstone lines for resources of earlier batches whose meta.source names a target row."""
+    """Tombstone lines for resources of earlier batches whose meta.source names a target row.
+
+    Every earlier resource of the hospital is a candidate, so lines are screened as text first
+    (the last `:`-part of any "source" string) and only possible hits are parsed and checked.
+    """
+    if not targets:
+        return []
+    wanted = {row_hash.encode() for row_hash in targets}
     found: dict[tuple[str, str], dict[str, str]] = {}
     root = files.settings.fhir / files.hospital
     for path in sorted(root.glob("*/[!_]*.ndjson")):
@@ -520,6 +533,8 @@ def _tombstones(files: BatchFiles, targets: dict[str, str]) -> list[dict[str, st
             continue
         with path.open("rb") as handle:
             for line in handle:
+                if wanted.isdisjoint(_SOURCE_TAIL.findall(line)):
+                    continue
                 resource = orjson.loads(line)
                 row_hash = resource.get("meta", {}).get("source", "").rsplit(":", 1)[-1]
                 if row_hash in targets:
