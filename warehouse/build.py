@@ -515,6 +515,8 @@ def _write_build(
     con = duckdb.connect(str(tmp))
     try:
         con.execute("SET enable_progress_bar = false")
+        # Bounded: beyond it DuckDB spills to a temp folder beside the file being built.
+        con.execute(f"SET memory_limit = '{settings.duckdb_memory}'")
         merge_batches(con, settings, pending)
         _recompute_curated(con, batches, incremental=build["core"] == "delta")
         from warehouse.linkage import build_patient_links  # lazily: Splink is read only here
