@@ -33,6 +33,14 @@ class CheckResult:
     explanation: str
     errored: bool = False
 
+    @property
+    def fails_run(self) -> bool:
+        """A failed critical check, or a quarantine check that could not run: it cannot say
+        which rows are bad, so the run fails instead of quarantining."""
+        if self.success:
+            return False
+        return self.severity == "critical" or (self.errored and self.severity == "quarantine")
+
 
 @dataclass
 class ValidationOutcome:
@@ -135,12 +143,9 @@ def build_outcome(
         results.append(result)
         if item.errored:
             log.warning("check %s on %s could not run", check.id, table)
-        if result.success:
-            continue
-        if check.severity == "critical" or (item.errored and check.severity == "quarantine"):
-            # A quarantine check that cannot run cannot say which rows are bad: fail the run.
+        if result.fails_run:
             critical.append(result)
-        elif check.severity == "quarantine":
+        elif not result.success and check.severity == "quarantine":
             for row_hash in item.row_hashes:
                 failed_rows.setdefault(row_hash, []).append(check.id)
     return ValidationOutcome(table, results, failed_rows, critical)

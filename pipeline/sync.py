@@ -335,7 +335,7 @@ def _validate_table(
     merged = [_merge_results(chunks) for chunks in zip(*suite, strict=True)]
     duplicated = _duplicated_rows(hashes)
     merged = [_whole_table_unique(table, r, duplicated) for r in merged]
-    out.critical = [r for r in merged if _is_critical(r)]
+    out.critical = [r for r in merged if r.fails_run]
     out.checks = merged + [_merge_results(chunks) for chunks in zip(*cross, strict=True)]
     return out
 
@@ -405,13 +405,6 @@ def _whole_table_unique(table: str, result: CheckResult, duplicated: int) -> Che
     if result.check_id != f"{table}.row_hash_unique" or result.errored:
         return result
     return replace(result, failed=duplicated, success=duplicated == 0)
-
-
-def _is_critical(result: CheckResult) -> bool:
-    """Whether a merged suite result fails the run (the rule of `build_outcome`)."""
-    if result.success:
-        return False
-    return result.severity == "critical" or (result.errored and result.severity == "quarantine")
 
 
 def _dq_row(hospital: str, batch_id: str, table: str, r: CheckResult, run_at: str) -> dict:
