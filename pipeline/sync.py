@@ -180,10 +180,6 @@ def _staged_tables(files: BatchFiles) -> list[str]:
     return [t for t in TABLES if files.staging(t).is_file()]
 
 
-def read_staging(files: BatchFiles, table: str) -> pd.DataFrame:
-    return conform(pq.read_table(files.staging(table)).to_pandas(), table)
-
-
 def iter_staging(files: BatchFiles, table: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """The table's staged rows in order, in frames of at most `chunk_rows` (at least one)."""
     with pq.ParquetFile(files.staging(table)) as parquet:
@@ -205,12 +201,16 @@ def _payload(frame: pd.DataFrame) -> pd.Series:
     )
 
 
+# Patient columns the cross-table checks need (dates for event order), plus the row hash.
+_PATIENT_COLUMNS = ["patient_key", "birth_date", "death_date", "_row_hash"]
+
+
 def _known_patients(
     files: BatchFiles, this_batch: pd.DataFrame | None, bad: set[str]
 ) -> pd.DataFrame:
     """Patients loaded by any finished batch of the hospital plus this batch's good ones: one
     row per patient_key with birth and death dates (the newest batch's values)."""
-    columns = ["patient_key", "birth_date", "death_date", "_row_hash"]
+    columns = _PATIENT_COLUMNS
     parts: list[pd.DataFrame] = []
     for path in sorted((files.settings.staging / files.hospital / "patient").glob("*.parquet")):
         batch = BatchFiles(files.settings, files.hospital, path.stem)
@@ -294,9 +294,6 @@ class _TableChecks:
     failed_rows: int = 0
     bad: set[str] = field(default_factory=set)  # row hashes failing a quarantine check
     patients: list[pd.DataFrame] = field(default_factory=list)  # patient table only
-
-
-_PATIENT_COLUMNS = ["patient_key", "birth_date", "death_date", "_row_hash"]
 
 
 def _validate_table(

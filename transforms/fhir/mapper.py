@@ -233,13 +233,3 @@ def write_ndjson(resources: Iterable[dict[str, Any]], path: Path) -> int:
     os.replace(partial, path)
     log.info("wrote %d resources to %s", count, path.name)
     return count
-
-
-def write_ndjson_parts(parts: Iterable[bytes], path: Path) -> None:
-    """Write already encoded NDJSON (`EncodedResult.ndjson`) atomically, like `write_ndjson`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as handle:
-        handle.writelines(parts)
-    os.replace(partial, path)

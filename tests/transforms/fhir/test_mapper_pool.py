@@ -8,6 +8,7 @@ import orjson
 import pandas as pd
 import pytest
 
+from pipeline.batch_files import NdjsonAppender
 from transforms.fhir import mapper
 
 
@@ -44,7 +45,9 @@ def test_pool_matches_serial(monkeypatch: pytest.MonkeyPatch, many_labs: pd.Data
 def test_serial_path_and_parts_writer(tmp_path: Path, many_labs: pd.DataFrame) -> None:
     result = mapper.map_table_ndjson("lab", many_labs, "h1", workers=1)
     path = tmp_path / "fhir" / "Observation.ndjson"
-    mapper.write_ndjson_parts(result.ndjson["Observation"], path)
+    writer = NdjsonAppender(path.parent)
+    writer.write("Observation", result.ndjson["Observation"])
+    writer.close()
     lines = path.read_bytes().splitlines()
     assert len(lines) == result.counts["Observation"] == len(many_labs) - len(result.errors)
     assert orjson.loads(lines[0])["resourceType"] == "Observation"
