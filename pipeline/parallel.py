@@ -8,20 +8,17 @@ milliseconds instead of re-importing Great Expectations and fhir.resources.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from pipeline.settings import Settings, load_settings
 from pipeline.sync import sync_hospital
+from transforms.processes import processes
 
 
 def default_jobs() -> int:
     """Processes for `walnut sync --all`: WALNUT_SYNC_JOBS, else the CPUs this process may use."""
-    configured = os.environ.get("WALNUT_SYNC_JOBS", "").strip()
-    if configured:
-        return max(1, int(configured))
-    return max(1, len(os.sched_getaffinity(0)))
+    return processes("WALNUT_SYNC_JOBS")
 
 
 def _preload() -> None:

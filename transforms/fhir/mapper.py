@@ -29,6 +29,7 @@ from transforms.fhir.observation import (
 from transforms.fhir.patient import build_patient
 from transforms.fhir.procedure import build_procedure
 from transforms.fhir.validate import ElementCache
+from transforms.processes import processes
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +146,7 @@ def fhir_workers() -> int:
     Validation by the R4B models is pure Python (~3k resources/s per core), so the only way
     past one core's speed is more processes.
     """
-    configured = os.environ.get("WALNUT_FHIR_WORKERS", "").strip()
-    if configured:
-        return max(1, int(configured))
-    return max(1, len(os.sched_getaffinity(0)))
+    return processes("WALNUT_FHIR_WORKERS")
 
 
 def _map_in_pool(table: str, frame: pd.DataFrame, hospital: str, workers: int) -> EncodedResult:
