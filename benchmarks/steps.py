@@ -206,7 +206,6 @@ def gx_million(settings: Settings) -> dict[str, Any]:
 
 def warm_up(settings: Settings | None) -> dict[str, Any]:
     """Import the heavy libraries and build the GX context (the first call also caches bytecode)."""
-    import json
 
     import duckdb  # noqa: F401
     import fhir.resources.R4B  # noqa: F401
@@ -215,12 +214,11 @@ def warm_up(settings: Settings | None) -> dict[str, Any]:
     import transforms.fhir.mapper  # noqa: F401
     import warehouse.build  # noqa: F401
     from expectations.runner import _get_context
-    from warehouse.build import VIEWS_DIR
+    from warehouse.build import load_views
     from warehouse.viewdef import compile_view
 
     _get_context()
-    for path in VIEWS_DIR.glob("*.json"):  # imports the FHIR element types the compiler reads
-        view = json.loads(path.read_text(encoding="utf-8"))
+    for view in load_views():  # imports the FHIR element types the compiler reads
         compile_view(view, f"fhir.{view['resource'].lower()}")
     return {}
 

@@ -253,14 +253,18 @@ def merge_batches(con: duckdb.DuckDBPyConnection, settings: Settings, batches: l
     )
 
 
+def load_views() -> list[dict]:
+    """The core ViewDefinitions (warehouse/views/*.json), in file name order."""
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(VIEWS_DIR.glob("*.json"))]
+
+
 def _load_core(con: duckdb.DuckDBPyConnection) -> None:
     """core.* tables flattened by the SQL-on-FHIR ViewDefinitions in warehouse/views/."""
     from warehouse.viewdef import compile_view
 
     con.execute("DROP SCHEMA IF EXISTS core CASCADE")
     con.execute("CREATE SCHEMA core")
-    for path in sorted(VIEWS_DIR.glob("*.json")):
-        view = json.loads(path.read_text(encoding="utf-8"))
+    for view in load_views():
         source = f"fhir.{view['resource'].lower()}"
         # Resource type not delivered yet: flatten an empty table.
         con.execute(
@@ -273,10 +277,6 @@ def _load_core(con: duckdb.DuckDBPyConnection) -> None:
                    split_part(v.lineage, ':', 4) AS batch_id
             FROM ({sql}) v"""
         )
-
-
-def _views() -> list[dict]:
-    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(VIEWS_DIR.glob("*.json"))]
 
 
 def resource_key_column(view: dict) -> str | None:
@@ -330,7 +330,7 @@ def _update_core(con: duckdb.DuckDBPyConnection) -> bool:
     Returns False (and changes nothing) when that cannot equal a full recompute: a view without
     a resource key column, a core table missing or shaped unlike the view's output.
     """
-    views = _views()
+    views = load_views()
     main = con.execute("SELECT current_database()").fetchone()[0]
     current = _table_columns(con, main, "core")
     if any(resource_key_column(v) is None or v["name"] not in current for v in views):

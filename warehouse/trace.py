@@ -20,7 +20,6 @@ from transforms.errors import WalnutError
 
 log = logging.getLogger(__name__)
 
-VIEWS_DIR = Path(__file__).parent / "views"
 LINEAGE_PREFIX = "urn:walnut:"
 
 
@@ -38,14 +37,10 @@ def parse_lineage(source: str) -> dict[str, str]:
 
 def _core_views() -> dict[str, tuple[str, str]]:
     """Resource type -> (core table, id column), from the ViewDefinitions."""
-    views = {}
-    for path in sorted(VIEWS_DIR.glob("*.json")):
-        view = json.loads(path.read_text(encoding="utf-8"))
-        for select in view.get("select", []):
-            for column in select.get("column", []):
-                if column.get("path") == "getResourceKey()":
-                    views[view["resource"]] = (f"core.{view['name']}", column["name"])
-    return views
+    from warehouse.build import load_views, resource_key_column
+
+    keys = {view["resource"]: (view, resource_key_column(view)) for view in load_views()}
+    return {rtype: (f"core.{view['name']}", key) for rtype, (view, key) in keys.items() if key}
 
 
 def find_in_warehouse(db: Path, resource_id: str) -> dict | None:
