@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import logging
 import re
+from pathlib import Path
 
 import charset_normalizer
 import pandas as pd
@@ -14,6 +15,7 @@ import pyarrow.compute as pc
 log = logging.getLogger(__name__)
 
 SAMPLE_BYTES = 64 * 1024
+_BLOCK_BYTES = 1 << 20  # read size when checking a whole file is UTF-8
 # GB2312 and GBK are subsets of GB18030, so decoding with GB18030 loses nothing and also reads
 # the rarer characters (names!) that GBK-labelled exports contain in practice.
 _CHINESE_CODECS = frozenset({"gb2312", "gbk", "gb18030"})
@@ -62,6 +64,42 @@ def detect_encoding(data: bytes) -> str:
         failing[chosen],
     )
     return chosen
+
+
+def detect_file_encoding(path: Path) -> str:
+    """`detect_encoding` of the file's bytes, without holding the file in the usual cases.
+
+    Same answer in the same order: a byte-order mark (leading bytes); valid UTF-8 (checked
+    block by block); the detector's answer on the leading sample when it is a plausible
+    non-UTF-8 codec. Only when the detector is unsure (typically a corrupted file) are the
+    whole bytes read, by `detect_encoding` itself.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(SAMPLE_BYTES + 1)  # one past the sample: `_sample` cuts as on all
+    if len(head) <= SAMPLE_BYTES:
+        return detect_encoding(head)
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    if _is_utf8(path):
+        return "utf-8"
+    guess = _guess_with_detector(_sample(head))
+    if guess in _PLAUSIBLE and guess != "utf-8":
+        return guess
+    return detect_encoding(path.read_bytes())
+
+
+def _is_utf8(path: Path) -> bool:
+    """Whether the whole file decodes as strict UTF-8, read in blocks."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as handle:
+        try:
+            for block in iter(lambda: handle.read(_BLOCK_BYTES), b""):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
 
 
 def decode_lines_report(data: bytes, encoding: str) -> tuple[str, list[int]]:

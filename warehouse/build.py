@@ -511,9 +511,9 @@ def _write_build(
     """
     from warehouse.export import write_snapshot
 
-    # No progress bars: they would fill the Airflow task log with carriage returns.
     con = duckdb.connect(str(tmp))
     try:
+        # No progress bars: they would fill the Airflow task log with carriage returns.
         con.execute("SET enable_progress_bar = false")
         # Bounded: beyond it DuckDB spills to a temp folder beside the file being built.
         con.execute(f"SET memory_limit = '{settings.duckdb_memory}'")

@@ -7,7 +7,6 @@ sample where that gives the whole file's answer, and rows come out in chunks of 
 
 from __future__ import annotations
 
-import codecs
 import csv
 import re
 from collections.abc import Iterator
@@ -15,18 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from transforms.encoding import (
-    _BOMS,
-    _PLAUSIBLE,
-    SAMPLE_BYTES,
-    _guess_with_detector,
-    _sample,
-    detect_encoding,
-)
+from transforms.encoding import detect_file_encoding
 from transforms.extract.raw import RawTable, Rejected, take_all
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
-_BLOCK_BYTES = 1 << 20
 
 
 def read_csv_export(path: Path, encoding: str = "auto", delimiter: str = ",") -> RawTable:
@@ -86,39 +77,3 @@ def _chunk(batch: list[tuple[int, list[str]]], header: list[str], codec: str) ->
     frame = pd.DataFrame(kept, columns=header, dtype=object)
     frame["_source_row"] = pd.Series(numbers, dtype="int64")
     return RawTable(frame, codec, len(batch), rejected)
-
-
-def detect_file_encoding(path: Path) -> str:
-    """`detect_encoding` of the file's bytes, without holding the file in the usual cases.
-
-    Same answer in the same order: a byte-order mark (leading bytes); valid UTF-8 (checked
-    block by block); the detector's answer on the leading sample when it is a plausible
-    non-UTF-8 codec. Only when the detector is unsure (typically a corrupted file) are the
-    whole bytes read, by `detect_encoding` itself.
-    """
-    with path.open("rb") as handle:
-        head = handle.read(SAMPLE_BYTES + 1)  # one past the sample: `_sample` cuts as on all
-    if len(head) <= SAMPLE_BYTES:
-        return detect_encoding(head)
-    for bom, name in _BOMS:
-        if head.startswith(bom):
-            return name
-    if _is_utf8(path):
-        return "utf-8"
-    guess = _guess_with_detector(_sample(head))
-    if guess in _PLAUSIBLE and guess != "utf-8":
-        return guess
-    return detect_encoding(path.read_bytes())
-
-
-def _is_utf8(path: Path) -> bool:
-    """Whether the whole file decodes as strict UTF-8, read in blocks."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    with path.open("rb") as handle:
-        try:
-            for block in iter(lambda: handle.read(_BLOCK_BYTES), b""):
-                decoder.decode(block)
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return False
-    return True

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from transforms.encoding import SAMPLE_BYTES, detect_encoding
-from transforms.extract.csv_export import detect_file_encoding, iter_csv_export, read_csv_export
+from transforms.encoding import SAMPLE_BYTES, detect_encoding, detect_file_encoding
+from transforms.extract.csv_export import iter_csv_export, read_csv_export
 from transforms.extract.raw import RawTable
 
 HEADER = "住院号,项目名称,结果\r\n"
