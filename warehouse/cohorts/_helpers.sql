@@ -1,10 +1,11 @@
--- Session-only helper views shared by the cohort marts (TEMP: never stored in the warehouse).
+-- Session-only helpers shared by the cohort marts (TEMP: never stored in the warehouse).
 --
 -- cohort_observation: core.observation with obs_date, the local calendar date. Lab specimen
 --   times are UTC instants; every Walnut hospital is in Asia/Shanghai (fixed UTC+8, no DST),
 --   so the local date is taken there. Staging/assessment findings carry plain dates.
 -- cohort_contact: per patient, death date and the last date the patient was seen in any
---   record (encounter, observation, procedure, drug exposure).
+--   record (encounter, observation, procedure, drug exposure). A table, not a view: two marts
+--   join it, and computing it reads every observation.
 
 CREATE OR REPLACE TEMP VIEW cohort_observation AS
 SELECT
@@ -16,7 +17,7 @@ SELECT
     END AS obs_date
 FROM core.observation AS o;
 
-CREATE OR REPLACE TEMP VIEW cohort_contact AS
+CREATE OR REPLACE TEMP TABLE cohort_contact AS
 WITH dated AS (
     SELECT hospital, patient_id, TRY_CAST(left(start_date, 10) AS DATE) AS seen
     FROM core.encounter

@@ -64,13 +64,12 @@ staged AS (
     LEFT JOIN staging AS s USING (hospital, patient_id)
     GROUP BY ALL
 ),
-marker AS (
+marker_gene AS MATERIALIZED (
+    -- The gene a (code, display) pair names, decided once per distinct pair: the regexes
+    -- below cost ~1 s when run on every observation row, and labs repeat a few dozen pairs.
     SELECT
-        hospital,
-        patient_id,
-        obs_date,
-        observation_id,
-        value_number,
+        code,
+        display,
         CASE
             -- LOINC codes the hospital mappings use (mappings/*/codes/biomarker.csv)
             WHEN code = '21665-5' THEN 'EGFR'
@@ -88,10 +87,22 @@ marker AS (
                 'KRAS') THEN 'KRAS'
             WHEN regexp_matches(upper(coalesce(code, '') || ' ' || coalesce(display, '')),
                 'PD-?L1|CD274|PROGRAMMED CELL DEATH LIGAND 1') THEN 'PD-L1'
-        END AS gene,
-        lower(coalesce(value_code, value_display, '')) AS result_text
-    FROM cohort_observation
-    WHERE category IS DISTINCT FROM 'survey'
+        END AS gene
+    FROM (SELECT DISTINCT code, display FROM core.observation)
+),
+marker AS (
+    SELECT
+        o.hospital,
+        o.patient_id,
+        o.obs_date,
+        o.observation_id,
+        o.value_number,
+        g.gene,
+        lower(coalesce(o.value_code, o.value_display, '')) AS result_text
+    FROM cohort_observation AS o
+    JOIN marker_gene AS g
+        ON o.code IS NOT DISTINCT FROM g.code AND o.display IS NOT DISTINCT FROM g.display
+    WHERE o.category IS DISTINCT FROM 'survey' AND g.gene IS NOT NULL
 ),
 marker_result AS (
     SELECT
@@ -107,7 +118,6 @@ marker_result AS (
                 THEN 'positive'
         END AS result
     FROM marker
-    WHERE gene IS NOT NULL
 ),
 biomarker AS (
     SELECT
