@@ -20,8 +20,9 @@ import json
 import logging
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import duckdb
 
@@ -36,6 +37,7 @@ OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 CHECKSUMS = "_checksums.json"
 PARTITION = "hospital"
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # the folder name DuckDB (and Hive) give NULL
+WRITERS = 2  # partitions written at once
 
 
 def curated_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, bool]]:
@@ -123,20 +125,46 @@ def _link_files(source: Path, target: Path) -> None:
             shutil.copy2(path, target / path.name)
 
 
-def _write_partitions(
-    con: duckdb.DuckDBPyConnection, name: str, folder: Path, skip: set[str | None]
+def _partition_folder(value: str | None) -> str:
+    """The Hive folder of one partition value, named as DuckDB's PARTITION_BY names it."""
+    return f"{PARTITION}={NULL_PARTITION if value is None else quote(value, safe='')}"
+
+
+def _write_partition(
+    con: duckdb.DuckDBPyConnection, name: str, folder: Path, value: str | None
 ) -> None:
-    """COPY the table's rows, except those of the `skip` partitions, partitioned by hospital."""
-    query = name
-    if skip:
-        listed = ", ".join(_literal(v) for v in sorted(v for v in skip if v is not None))
-        known = f"{PARTITION} IN ({listed})" if listed else "false"
-        matched = f"coalesce({known}, {str(None in skip).lower()})"
-        query = f"(SELECT * FROM {name} WHERE NOT {matched})"
-    con.execute(
-        f"COPY {query} TO {_quote(folder)} "
-        f"({OPTIONS}, PARTITION_BY ({PARTITION}), FILENAME_PATTERN 'data_{{i}}')"
-    )
+    """One partition's rows to <folder>/hospital=<value>/data_0.parquet, without the hospital
+    column (the folder names it), as PARTITION_BY writes them."""
+    target = folder / _partition_folder(value)
+    target.mkdir(parents=True)
+    match = f"{PARTITION} IS NULL" if value is None else f"{PARTITION} = {_literal(value)}"
+    query = f"SELECT * EXCLUDE ({PARTITION}) FROM {name} WHERE {match}"
+    con.execute(f"COPY ({query}) TO {_quote(target / 'data_0.parquet')} ({OPTIONS})")
+
+
+def _write_partitions(
+    con: duckdb.DuckDBPyConnection, name: str, folder: Path, values: list[str | None]
+) -> None:
+    """Write the given partitions, one COPY each, two at a time.
+
+    One COPY per partition instead of PARTITION_BY: on ~1M core.observation rows PARTITION_BY
+    took 1.9 s (3.8 CPU-s), separate COPYs 1.4 s, and two threads overlap one partition's
+    scan with another's encoding. Each COPY has its own cursor on the same database.
+    """
+    if len(values) <= 1:
+        for value in values:
+            _write_partition(con, name, folder, value)
+        return
+
+    def write(value: str | None) -> None:
+        cursor = con.cursor()
+        try:
+            _write_partition(cursor, name, folder, value)
+        finally:
+            cursor.close()
+
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        list(pool.map(write, values))
 
 
 def _export_single(
@@ -156,11 +184,10 @@ def _export_partitioned(
     folder: Path,
     old: Path | None,
     reuse: dict,
-    partitions: int,
+    values: list[str | None],
 ) -> dict[str | None, str]:
     """Hive partitions by hospital; returns {partition value: sub-folder} as written."""
-    if len(reuse) < partitions:
-        _write_partitions(con, name, folder, set(reuse))
+    _write_partitions(con, name, folder, [value for value in values if value not in reuse])
     folder.mkdir(exist_ok=True)
     for sub in reuse.values():
         _link_files(old / sub, folder / sub)
@@ -187,7 +214,7 @@ def _export_table(
     }
     reuse = _reusable(_read_manifest(old), {**manifest, "parts": parts}, old) if old else {}
     if hive:
-        subs = _export_partitioned(con, name, folder, old, reuse, len(parts))
+        subs = _export_partitioned(con, name, folder, old, reuse, [p[0] for p in parts])
         manifest["parts"] = [[*part, subs[part[0]]] for part in parts if part[0] in subs]
     else:
         _export_single(con, name, folder, old, reuse)

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from pipeline.settings import Settings, load_settings
 from tests.warehouse.warehouse_home import batch_id, condition, patient, write_batch
 from warehouse.build import BuildLocked, build_lock, build_warehouse
-from warehouse.export import SNAPSHOTS
+from warehouse.export import SNAPSHOTS, write_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILDS = 4
@@ -271,4 +271,34 @@ def test_changed_partition_with_the_same_row_count_is_written_again(settings: Se
     assert (
         after["core.condition/hospital=east_liver/data_0.parquet"]
         == (before["core.condition/hospital=east_liver/data_0.parquet"])
+    )
+
+
+def test_partition_folders_and_rows_match_duckdbs_own_partitioned_copy(tmp_path: Path) -> None:
+    """Partitions are written one COPY each; folders (NULL, spaces, '/', '%') and rows are
+    what DuckDB's PARTITION_BY writes, so Hive readers see the same table."""
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA core")
+    con.execute(
+        "CREATE TABLE core.sample AS SELECT * FROM (VALUES ('a b/c', 1), (NULL, 2), "
+        "('east_liver', 3), ('x%y=z', 4), ('east_liver', 5)) v(hospital, n)"
+    )
+    snapshot = write_snapshot(con, tmp_path / "warehouse")
+    reference = tmp_path / "reference"
+    con.execute(f"COPY core.sample TO '{reference}' (FORMAT parquet, PARTITION_BY (hospital))")
+
+    ours = snapshot / "core.sample"
+    assert sorted(p.name for p in ours.iterdir() if p.is_dir()) == sorted(
+        p.name for p in reference.iterdir()
+    )
+    read = "SELECT hospital, n FROM read_parquet('{}/*/*.parquet', hive_partitioning=true)"
+    assert sorted(con.execute(read.format(ours)).fetchall(), key=str) == sorted(
+        con.execute(read.format(reference)).fetchall(), key=str
+    )
+    assert con.execute(
+        f"DESCRIBE SELECT * FROM '{ours}/hospital=east_liver/*.parquet'"
+    ).fetchall() == (
+        con.execute(
+            f"DESCRIBE SELECT * FROM '{reference}/hospital=east_liver/*.parquet'"
+        ).fetchall()
     )
