@@ -160,12 +160,23 @@ def _merge_resources(con: duckdb.DuckDBPyConnection, table: str, paths: list[Pat
     """Upsert the newest version per resource id; an older batch never overwrites a newer."""
     con.execute(f"CREATE TABLE IF NOT EXISTS {table} (id VARCHAR, resource JSON, batch_id VARCHAR)")
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _incoming AS
+        f"""CREATE OR REPLACE TEMP TABLE _read AS
         SELECT json ->> 'id' AS id, json AS resource, {_BATCH_FROM_PATH} AS batch_id
-        FROM read_ndjson_objects({_sql_list(paths)}, filename = true)
-        QUALIFY row_number() OVER (PARTITION BY id
-                                   ORDER BY batch_id DESC, CAST(json AS VARCHAR) DESC) = 1"""
+        FROM read_ndjson_objects({_sql_list(paths)}, filename = true)"""
     )
+    # One version per id: the newest batch's, ties broken by the JSON text. Only ids read more
+    # than once go through the window; sorting every resource by its text took 7 of the 9 s
+    # of merging ~1M observations.
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _incoming AS
+        WITH repeated AS (SELECT id FROM _read GROUP BY id HAVING count(*) > 1)
+        SELECT r.* FROM _read AS r ANTI JOIN repeated AS d ON r.id IS NOT DISTINCT FROM d.id
+        UNION ALL
+        (SELECT r.* FROM _read AS r SEMI JOIN repeated AS d ON r.id IS NOT DISTINCT FROM d.id
+         QUALIFY row_number() OVER (PARTITION BY r.id
+                                    ORDER BY r.batch_id DESC, CAST(r.resource AS VARCHAR) DESC) = 1)"""
+    )
+    con.execute("DROP TABLE _read")
     con.execute(f"INSERT INTO _changed SELECT '{table}', id FROM _incoming")
     # An upsert as delete + insert, not MERGE's UPDATE: DuckDB's checkpoint rewrites every row
     # group an UPDATE touched (a 1 % delta touches them all: 5 s and +50 % file size on ~1M

@@ -253,3 +253,33 @@ def test_legacy_warehouse_is_rebuilt_in_full(settings: Settings) -> None:
     con.close()
     result = build_warehouse(settings)
     assert result["mode"] == "full" and result["tables"]["core.patient"] == 2
+
+
+def test_merge_keeps_one_version_per_id_newest_batch_then_largest_text(tmp_path: Path) -> None:
+    """Ids read once are kept as they are; an id read twice keeps the newer batch's version,
+    and within one batch the larger JSON text (a deterministic pick); id-less lines form one
+    group, as they always did."""
+    older, newer = tmp_path / "h" / "20260101T000000Z-a", tmp_path / "h" / "20260102T000000Z-b"
+    older.mkdir(parents=True)
+    newer.mkdir(parents=True)
+    (older / "Patient.ndjson").write_text(
+        '{"id": "once", "v": 1}\n{"id": "same", "v": 1}\n{"id": "same", "v": 2}\n'
+        '{"id": "moved", "v": 1}\n{"v": "x"}\n{"v": "y"}\n',
+        encoding="utf-8",
+    )
+    (newer / "Patient.ndjson").write_text('{"id": "moved", "v": 0}\n', encoding="utf-8")
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA fhir")
+    build_module._create_changed(con)
+    build_module._merge_resources(
+        con, "fhir.patient", [older / "Patient.ndjson", newer / "Patient.ndjson"]
+    )
+    rows = con.execute(
+        "SELECT id, resource ->> 'v', batch_id FROM fhir.patient ORDER BY id NULLS LAST"
+    ).fetchall()
+    assert rows == [
+        ("moved", "0", newer.name),
+        ("once", "1", older.name),
+        ("same", "2", older.name),
+        (None, "y", older.name),
+    ]
