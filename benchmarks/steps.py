@@ -51,7 +51,7 @@ def land(settings: Settings) -> dict[str, Any]:
 
 
 def extract(settings: Settings) -> dict[str, Any]:
-    """Readers only: every landed file of every batch to raw frames, then discarded."""
+    """Readers only: every landed file of every batch to raw frames, in the sync's chunks."""
     from pipeline.batch_files import BatchFiles
     from transforms.extract import read_landed
     from transforms.extract.landing import read_manifest
@@ -66,7 +66,8 @@ def extract(settings: Settings) -> dict[str, Any]:
         files = BatchFiles(settings, hospital, batch_id)
         for landed in read_manifest(files.landing):
             for key in landed.sources:
-                for raw in read_landed(specs[key], files.landing / landed.name):
+                path = files.landing / landed.name
+                for raw in read_landed(specs[key], path, settings.chunk_rows):
                     rows += raw.rows_read
     return {"source_rows": rows}
 
@@ -151,27 +152,32 @@ def flatten(settings: Settings) -> dict[str, Any]:
     return {"resources": resources, "inner_seconds": seconds}
 
 
-def sync_build(settings: Settings) -> dict[str, Any]:
-    """The whole nightly: sync every hospital (land to reconcile), then build the warehouse.
+def sync_all(settings: Settings) -> dict[str, Any]:
+    """`walnut sync --all`: every hospital from landing to reconciliation.
 
     Hospitals sync in parallel processes, as `walnut sync --all` and the per-hospital Airflow
     DAGs run them.
     """
     from pipeline.parallel import sync_hospitals
-    from warehouse.build import build_warehouse
 
     runs = []
     for hospital, run in sync_hospitals(HOSPITALS, settings):
         if isinstance(run, Exception):
             raise RuntimeError(f"{hospital}: sync failed") from run
         runs.append(run)
-    built = build_warehouse(settings)
     done = [r for r in runs if r.get("batch_id")]
     return {
         "source_rows": sum(r["read"] for r in done),
         "resources": sum(r["resources"] for r in done),
-        "tables": len(built["tables"]),
     }
+
+
+def build_all(settings: Settings) -> dict[str, Any]:
+    """`walnut build`: the warehouse from the synced batches, in its own process as after
+    `walnut sync --all` and in the warehouse build DAG."""
+    from warehouse.build import build_warehouse
+
+    return {"tables": len(build_warehouse(settings)["tables"])}
 
 
 def make_delta(settings: Settings) -> dict[str, Any]:
@@ -240,7 +246,8 @@ STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "finish": finish,
     "build": build,
     "flatten": flatten,
-    "sync_build": sync_build,
+    "sync_all": sync_all,
+    "build_all": build_all,
     "make_delta": make_delta,
     "gx_million": gx_million,
     "naive": naive,

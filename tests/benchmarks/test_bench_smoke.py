@@ -119,4 +119,7 @@ def test_whole_harness_at_smoke_scale(tmp_path: Path) -> None:
     assert full["resources"] == smoke["stages"]["fhir"]["resources"] > 500
     assert 0 < smoke["delta"]["source_rows"] < full["source_rows"] / 10
     assert smoke["stages"]["flatten"]["resources"] == full["resources"]
+    # sync and build ran as two processes, like `walnut sync --all` then `walnut build`
+    assert full["build"]["tables"] > 10 and full["sync"]["step"] == "sync_all"
+    assert full["peak_rss_mb"] == max(full["sync"]["peak_rss_mb"], full["build"]["peak_rss_mb"])
     assert "gx_million" not in smoke and "speedup_vs_naive" not in report
