@@ -15,6 +15,7 @@ quarantine reason built from it) is exactly what plain `model_validate` reports.
 from __future__ import annotations
 
 import typing
+from collections import Counter
 from functools import cache
 from typing import Any
 
@@ -26,6 +27,8 @@ from transforms.fhir.common import RowError
 
 # Distinct elements kept per process; the cache is emptied when full, so memory stays flat.
 MAX_ELEMENTS = 200_000
+# Lookups of one element class before it is judged worth caching (see ElementCache).
+PROBE = 1_000
 _ABSTRACT = {"Resource", "DomainResource"}
 
 
@@ -61,11 +64,20 @@ def _element_class(annotation: Any) -> type | None:
 
 
 class ElementCache:
-    """Validated element instances keyed by (model class, canonical JSON of the content)."""
+    """Validated element instances keyed by (model class, canonical JSON of the content).
+
+    A class whose elements do not repeat is not cached: after `PROBE` lookups with fewer than
+    one hit in ten (every resource's `meta` is its own: it names the source row), its elements
+    are left inside the dict for the parent's validation, as plain validation does. Caching
+    them would only fill the cache (and memory) and flush the elements that do repeat.
+    """
 
     def __init__(self, max_elements: int = MAX_ELEMENTS) -> None:
         self.max_elements = max_elements
         self._elements: dict[tuple[type, bytes], Any] = {}
+        self._lookups: Counter[type] = Counter()
+        self._hits: Counter[type] = Counter()
+        self._uncached: set[type] = set()
 
     def __len__(self) -> int:
         return len(self._elements)
@@ -84,12 +96,19 @@ class ElementCache:
 
     def _element(self, klass: type, content: dict[str, Any]) -> Any:
         key = (klass, orjson.dumps(content, option=orjson.OPT_SORT_KEYS))
+        self._lookups[klass] += 1
         element = self._elements.get(key)
-        if element is None:
-            element = klass.model_validate(self._with_validated_children(klass, content))
-            if len(self._elements) >= self.max_elements:
-                self._elements.clear()
-            self._elements[key] = element
+        if element is not None:
+            self._hits[klass] += 1
+            return element
+        element = klass.model_validate(self._with_validated_children(klass, content))
+        if self._lookups[klass] >= PROBE and self._hits[klass] * 10 < self._lookups[klass]:
+            self._uncached.add(klass)
+            self._elements = {k: v for k, v in self._elements.items() if k[0] is not klass}
+            return element
+        if len(self._elements) >= self.max_elements:
+            self._elements.clear()
+        self._elements[key] = element
         return element
 
     def _with_validated_children(self, klass: type, content: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +117,7 @@ class ElementCache:
         replaced: dict[str, Any] | None = None
         for key, value in content.items():
             child = fields.get(key)
-            if child is None:
+            if child is None or child in self._uncached:
                 continue
             if isinstance(value, dict):
                 new: Any = self._element(child, value)

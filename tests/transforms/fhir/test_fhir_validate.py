@@ -9,7 +9,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from transforms.fhir.common import RowError
-from transforms.fhir.validate import ElementCache, complex_fields
+from transforms.fhir.validate import PROBE, ElementCache, complex_fields
 
 
 def _lab(**changes: object) -> dict:
@@ -91,6 +91,26 @@ def test_identical_children_are_validated_once() -> None:
         cache.validate(_lab(id=f"a{n}", meta={"source": f"urn:walnut:east_liver:b2:h{n}"}))
     # only the 50 new meta elements are new; code, category, subject, quantity are reused
     assert len(cache) == first + 50
+
+
+def test_elements_that_never_repeat_stop_being_cached() -> None:
+    """Every resource's meta names its own source row: after PROBE lookups without hits Meta
+    is no longer cached (its entries are dropped), while the repeating children stay cached,
+    and broken resources still fail with the plain model's error."""
+    cache = ElementCache()
+    for n in range(PROBE + 10):
+        cache.validate(_lab(id=f"a{n}", meta={"source": f"urn:walnut:east_liver:b2:h{n}"}))
+    # code, its coding, category, its coding, subject, quantity: one entry each, no Meta
+    assert len(cache) == 6
+    with pytest.raises(RowError) as caught:
+        cache.validate(_lab(meta={"source": "not a uri at all ", "versionId": " "}))
+    assert caught.value.args[0].startswith("Observation.meta")
+    for case in sorted(BROKEN):
+        with pytest.raises(RowError) as cached:
+            cache.validate(copy.deepcopy(BROKEN[case]))
+        with pytest.raises(RowError) as fresh:
+            ElementCache().validate(copy.deepcopy(BROKEN[case]))
+        assert str(cached.value) == str(fresh.value)
 
 
 def test_cache_stays_bounded() -> None:
