@@ -119,7 +119,10 @@ def sync(
                     f"{name}: skipped, no source folder {load_settings().source_dir(name)} "
                     "(sync it by name once its exports are there)"
                 )
-        _sync_all(ready, jobs)
+        try:
+            _sync_all(ready, jobs)
+        except WalnutError as exc:  # a setting such as WALNUT_SYNC_JOBS, before any hospital ran
+            _fail(exc)
         return
     try:
         run = _run_sync(names[0])

@@ -85,3 +85,17 @@ def test_jobs_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     assert parallel.default_jobs() == 3
     monkeypatch.delenv("WALNUT_SYNC_JOBS")
     assert parallel.default_jobs() >= 1
+
+
+def test_cli_names_a_bad_jobs_setting_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WALNUT_HOME", str(tmp_path))
+    monkeypatch.setenv("WALNUT_DEMO", "1")
+    monkeypatch.setenv("WALNUT_SYNC_JOBS", "two")
+    for hospital in HOSPITALS:
+        (tmp_path / "sources" / hospital).mkdir(parents=True)
+    result = CliRunner().invoke(app, ["sync", "--all"])
+    assert result.exit_code == 2
+    assert "WALNUT_SYNC_JOBS must be a whole number of processes" in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,31 @@
+"""WALNUT_SYNC_JOBS / WALNUT_FHIR_WORKERS: a process count, else the usable CPUs."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from transforms.errors import ConfigError
+from transforms.processes import processes
+
+
+def test_count_from_the_variable_at_least_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WALNUT_SYNC_JOBS", " 3 ")
+    assert processes("WALNUT_SYNC_JOBS") == 3
+    monkeypatch.setenv("WALNUT_SYNC_JOBS", "0")
+    assert processes("WALNUT_SYNC_JOBS") == 1
+
+
+def test_unset_or_blank_means_the_usable_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WALNUT_FHIR_WORKERS", " ")
+    assert processes("WALNUT_FHIR_WORKERS") == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("value", ["two", "1.5", "2 cores"])
+def test_not_a_number_is_a_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("WALNUT_FHIR_WORKERS", value)
+    with pytest.raises(ConfigError, match=f"WALNUT_FHIR_WORKERS must be a whole number.*{value!r}"):
+        processes("WALNUT_FHIR_WORKERS")
