@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from pipeline.settings import Settings, load_settings
 from pipeline.sync import sync_hospital
-from transforms.processes import processes
+from transforms.processes import frozen_heap, processes
 
 
 def default_jobs() -> int:
@@ -51,7 +51,7 @@ def sync_hospitals(
         return
     _preload()
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with frozen_heap(), ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures = {pool.submit(sync_hospital, h, settings): h for h in hospitals}
         for future in as_completed(futures):
             try:

@@ -1,8 +1,11 @@
-"""How many processes a parallel step may use: its environment variable, else the usable CPUs."""
+"""Worker processes: how many a parallel step may use, and a heap made ready to fork them."""
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from transforms.errors import ConfigError
 
@@ -18,3 +21,20 @@ def processes(variable: str) -> int:
         raise ConfigError(
             f"{variable} must be a whole number of processes such as 2, not {configured!r}"
         ) from None
+
+
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Keep the garbage collector of forked workers off the objects they inherit.
+
+    CPython's advice for fork without exec (`gc.freeze`): a child's collections then never
+    free or touch its parent's objects (garbage included), such as Arrow buffers allocated by
+    the parent's reader threads, which the child's allocator state does not own; and pages
+    stay shared instead of being copied when the collector writes to object headers. The
+    parent collects them as usual once unfrozen. Workers must be forked inside.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from transforms.errors import ConfigError
-from transforms.processes import processes
+from transforms.processes import frozen_heap, processes
 
 
 def test_count_from_the_variable_at_least_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,3 +29,12 @@ def test_not_a_number_is_a_config_error_naming_the_variable(
     monkeypatch.setenv("WALNUT_FHIR_WORKERS", value)
     with pytest.raises(ConfigError, match=f"WALNUT_FHIR_WORKERS must be a whole number.*{value!r}"):
         processes("WALNUT_FHIR_WORKERS")
+
+
+def test_frozen_heap_hides_existing_objects_from_the_collector_until_it_ends() -> None:
+    import gc
+
+    before = gc.get_freeze_count()
+    with frozen_heap():
+        assert gc.get_freeze_count() > before
+    assert gc.get_freeze_count() == before

@@ -29,7 +29,7 @@ from transforms.fhir.observation import (
 from transforms.fhir.patient import build_patient
 from transforms.fhir.procedure import build_procedure
 from transforms.fhir.validate import ElementCache
-from transforms.processes import processes
+from transforms.processes import frozen_heap, processes
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def _map_in_pool(table: str, frame: pd.DataFrame, hospital: str, workers: int) -
     size = max(POOL_MIN_ROWS // 2, -(-len(frame) // (workers * 4)))
     context = multiprocessing.get_context("fork")
     result = EncodedResult()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with frozen_heap(), ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [
             pool.submit(_map_rows_encoded, table, frame.iloc[start : start + size], hospital, start)
             for start in range(0, len(frame), size)
