@@ -43,7 +43,10 @@ def main(
 ) -> None:
     """Settings come from the environment: WALNUT_HOME (default ./var), WALNUT_PSEUDONYM_KEY
     (secret HMAC key, required outside the demo), WALNUT_DEMO=1 (use the public demo key)."""
+    from transforms.processes import quick_exit
+
     _setup_logging(verbose)
+    quick_exit()
 
 
 @app.command("demo-data")

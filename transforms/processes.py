@@ -1,7 +1,8 @@
-"""Worker processes: how many a parallel step may use, and a heap made ready to fork them."""
+"""Processes: how many workers a step may use, a heap ready to fork them, a quick exit."""
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 from collections.abc import Iterator
@@ -38,3 +39,14 @@ def frozen_heap() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+def quick_exit() -> None:
+    """Let this command's interpreter exit without the collector's passes over its heap.
+
+    With GX, the FHIR models and DuckDB loaded, finalisation took ~0.8 s of every `walnut`
+    command (a tenth of a nightly delta's sync); freezing the heap first (an atexit handler,
+    registered last so it runs first) brings that to ~0.05 s. Other atexit handlers and
+    module teardown still run; only cyclic garbage is left for the OS to reclaim.
+    """
+    atexit.register(gc.freeze)

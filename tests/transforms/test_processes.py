@@ -38,3 +38,20 @@ def test_frozen_heap_hides_existing_objects_from_the_collector_until_it_ends() -
     with frozen_heap():
         assert gc.get_freeze_count() > before
     assert gc.get_freeze_count() == before
+
+
+def test_quick_exit_freezes_the_heap_before_the_other_exit_handlers_finish() -> None:
+    """Registered last, it runs first: a handler registered before it sees a frozen heap."""
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit, gc\n"
+        "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
+        "from transforms.processes import quick_exit\n"
+        "quick_exit()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "frozen at exit: True"
