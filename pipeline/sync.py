@@ -92,21 +92,22 @@ def stage_batch(hospital: str, batch_id: str, settings: Settings | None = None) 
     """Read every landed file of the batch into canonical staging Parquet, one file per table.
 
     Files are read and standardised in chunks of `settings.chunk_rows` rows, each appended to
-    its table's Parquet as it comes, so memory does not grow with the batch. Duplicate rows
-    are dropped per source file, as when each file was read whole.
+    its table's Parquet as it comes, so memory does not grow with the batch. A row repeating
+    an earlier row of the same source in this batch (in the same file, or in another file of
+    it, such as a re-sent export landing beside its newer copy) is dropped as `duplicate_row`.
     """
     settings, mapping = _context(hospital, settings)
     files = BatchFiles(settings, hospital, batch_id)
     key = load_pseudonym_key(allow_demo=settings.demo)
     staging = _Staging(files, mapping, key, load_unit_table())
     specs = {s.key: s for s in mapping.sources}
+    seen: dict[str, set[str]] = {}  # row hashes staged per source, across chunks and files
     try:
         for landed in read_manifest(files.landing):
             for source_key in landed.sources:
                 spec = specs[source_key]
-                seen: set[str] = set()  # row hashes of this file, for duplicates across chunks
                 for raw in read_landed(spec, files.landing / landed.name, settings.chunk_rows):
-                    staging.add(spec, raw, landed.name, seen)
+                    staging.add(spec, raw, landed.name, seen.setdefault(source_key, set()))
                     del raw  # not held while the reader builds the next chunk
     except BaseException:
         staging.discard()

@@ -104,9 +104,9 @@ def standardize_table(
     """Map one raw export (strings under source headers + `_source_row`) to canonical `table`.
 
     `source_key` names the source's entry in columns.yaml (default: the table name). Exact
-    duplicates are dropped within `raw`; when `raw` is one chunk of a file, pass the same
-    `seen` set (row hashes staged so far, updated here) for every chunk of that file, so
-    duplicates are dropped across the whole file as a whole-file read would.
+    duplicates are dropped within `raw`; pass the same `seen` set (row hashes staged so far,
+    updated here) for every chunk of every file of the source in one batch, so duplicates are
+    dropped across all of them.
     """
     key_name = source_key or table
     _check_headers(raw, key_name, mapping, source_file)
