@@ -463,6 +463,7 @@ def _recompute_curated(con: duckdb.DuckDBPyConnection, batches: list, incrementa
     con.execute("DROP SCHEMA IF EXISTS cohort CASCADE")
     if not (incremental and _update_core(con)):
         _load_core(con)
+    con.execute("DROP TABLE IF EXISTS _changed")  # read by the core update only: not kept
     from warehouse.cohorts import build_cohorts  # lazily: cohort SQL is read only by builds
 
     build_cohorts(con)
@@ -554,7 +555,6 @@ def _release_cache(con: duckdb.DuckDBPyConnection, limit: str) -> None:
     Lowering the limit makes DuckDB evict (and free) everything it can; the limit is then put
     back for the snapshot, which reads the tables again from the file.
     """
-    con.execute("DROP TABLE IF EXISTS _changed")  # read by the core update only; not spilled
     try:
         con.execute("SET memory_limit = '32MB'")
     except duckdb.Error:  # DuckDB could not free that much: keep its cache, the build goes on

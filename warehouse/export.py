@@ -22,7 +22,7 @@ import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import duckdb
 
@@ -86,12 +86,6 @@ def _checksums(
     else:
         sql = f"SELECT NULL, count(*), {digest} FROM {name}"
     return [list(row) for row in con.execute(sql).fetchall()]
-
-
-def _partition_value(folder: str) -> str | None:
-    """Partition value of a `hospital=<value>` folder written by DuckDB (URL-encoded)."""
-    value = folder.split("=", 1)[1]
-    return None if value == NULL_PARTITION else unquote(value)
 
 
 def _read_manifest(folder: Path | None) -> dict | None:
@@ -191,7 +185,7 @@ def _export_partitioned(
     folder.mkdir(exist_ok=True)
     for sub in reuse.values():
         _link_files(old / sub, folder / sub)
-    return {_partition_value(p.name): p.name for p in folder.iterdir() if p.is_dir()}
+    return {value: reuse.get(value) or _partition_folder(value) for value in values}
 
 
 def _export_table(
