@@ -212,14 +212,18 @@ def test_killed_extract_resumes_with_no_gap_and_no_duplicate(
     assert _keys(landing, first) + _keys(landing, resumed) == list(range(1, 13))
 
 
-def test_reader_numbers_rows_within_the_chunk_and_adds_constants(mapping, tmp_path: Path) -> None:
+def _landed_four_rows(mapping, tmp_path: Path) -> list[Path]:
+    """Four followup rows in SQLite landed as one batch: its chunk files, in order."""
     url = f"sqlite:///{tmp_path / 'his.sqlite'}"
     _fill(url, 4)
     landing = tmp_path / "landing"
-    batch = _land(mapping, url, landing)
-    spec = mapping.sources[0]
-    second = read_manifest(landing / batch)[1]
-    (raw,) = read_landed(spec, landing / batch / second.name)
+    batch = landing / _land(mapping, url, landing)
+    return [batch / landed.name for landed in read_manifest(batch)]
+
+
+def test_reader_numbers_rows_within_the_chunk_and_adds_constants(mapping, tmp_path: Path) -> None:
+    chunks = _landed_four_rows(mapping, tmp_path)
+    (raw,) = read_landed(mapping.sources[0], chunks[1])
     assert raw.source_name == "followup.00002.parquet" and raw.rows_read == 1
     assert raw.frame.to_dict("records") == [
         {
@@ -234,12 +238,8 @@ def test_reader_numbers_rows_within_the_chunk_and_adds_constants(mapping, tmp_pa
 
 
 def test_reader_chunks_number_rows_as_one_read(mapping, tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'his.sqlite'}"
-    _fill(url, 4)
-    landing = tmp_path / "landing"
-    batch = _land(mapping, url, landing)
+    first = _landed_four_rows(mapping, tmp_path)[0]
     spec = mapping.sources[0]
-    first = landing / batch / read_manifest(landing / batch)[0].name
     (whole,) = read_landed(spec, first)
     chunks = list(read_landed(spec, first, chunk_rows=2))
     assert [c.rows_read for c in chunks] == [2, 1]
