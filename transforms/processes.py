@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import atexit
+import ctypes
 import gc
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 from transforms.errors import ConfigError
 
@@ -33,12 +36,40 @@ def frozen_heap() -> Iterator[None]:
     the parent's reader threads, which the child's allocator state does not own; and pages
     stay shared instead of being copied when the collector writes to object headers. The
     parent collects them as usual once unfrozen. Workers must be forked inside.
+
+    Memory the parent freed but its allocators kept is handed back first
+    (`release_free_memory`): a forked worker's RSS starts at its parent's.
     """
+    release_free_memory()
     gc.freeze()
     try:
         yield
     finally:
         gc.unfreeze()
+
+
+def release_free_memory() -> None:
+    """Return freed memory that Arrow's pool and glibc's malloc keep cached to the OS.
+
+    Both keep what a chunk freed for the next one. Before a fork that is ~80 MB (Arrow) and
+    ~10 MB (malloc) of a hospital process at ~1M rows that every worker would start with and
+    count in its RSS. Costs a few milliseconds; a no-op where there is nothing to release.
+    """
+    arrow = sys.modules.get("pyarrow")
+    if arrow is not None:
+        arrow.default_memory_pool().release_unused()
+    malloc_trim = _malloc_trim()
+    if malloc_trim is not None:
+        malloc_trim(0)
+
+
+@cache
+def _malloc_trim() -> ctypes._CFuncPtr | None:
+    """glibc's malloc_trim from the symbols already loaded; None on other C libraries."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def quick_exit() -> None:
