@@ -3,17 +3,26 @@
 A hospital's staging and validation run on one core; syncing hospitals in parallel keeps the
 second core busy. Processes are forked after the heavy imports, so a worker starts in
 milliseconds instead of re-importing Great Expectations and fhir.resources.
+
+Each hospital gets a fresh process that exits when its sync ends: a process reused for the next
+hospital would start it with all the memory the previous one left in its allocators (~100 MB at
+~1M rows), and the FHIR workers it forks would inherit that too.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 
 from pipeline.settings import Settings, load_settings
 from pipeline.sync import sync_hospital
 from transforms.processes import frozen_heap, processes
+
+
+class SyncProcessDied(RuntimeError):
+    """A hospital's sync process ended without a result (killed, or crashed in native code)."""
 
 
 def default_jobs() -> int:
@@ -50,11 +59,55 @@ def sync_hospitals(
                 yield hospital, exc
         return
     _preload()
+    waiting = list(hospitals)
+    running: dict[Connection, tuple[str, BaseProcess]] = {}
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            hospital = waiting.pop(0)
+            reader, process = _start(hospital, settings)
+            running[reader] = (hospital, process)
+        for reader in wait(list(running)):
+            hospital, process = running.pop(reader)
+            yield hospital, _outcome(hospital, reader, process)
+
+
+def _start(hospital: str, settings: Settings) -> tuple[Connection, BaseProcess]:
+    """Fork a process syncing one hospital; it sends its load run (or exception) and exits."""
     context = multiprocessing.get_context("fork")
-    with frozen_heap(), ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(sync_hospital, h, settings): h for h in hospitals}
-        for future in as_completed(futures):
-            try:
-                yield futures[future], future.result()
-            except Exception as exc:  # reported per hospital by the caller
-                yield futures[future], exc
+    reader, writer = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_sync_and_send, args=(hospital, settings, writer), name=f"walnut-sync-{hospital}"
+    )
+    with frozen_heap():
+        process.start()
+    writer.close()  # the child's copy stays open: EOF here means the child is gone
+    return reader, process
+
+
+def _sync_and_send(hospital: str, settings: Settings, writer: Connection) -> None:
+    try:
+        outcome: dict | Exception = sync_hospital(hospital, settings)
+    except Exception as exc:  # sent to the parent, which reports it per hospital
+        outcome = exc
+    try:
+        writer.send(outcome)
+    except Exception:  # an exception that does not pickle: send its type and message instead
+        writer.send(RuntimeError(f"{type(outcome).__name__}: {outcome}"))
+    writer.close()
+
+
+def _outcome(hospital: str, reader: Connection, process: BaseProcess) -> dict | Exception:
+    """The child's load run or exception; SyncProcessDied if it ended without sending one."""
+    try:
+        outcome = reader.recv()
+    except EOFError:
+        outcome = None
+    finally:
+        reader.close()
+        process.join()
+    if outcome is None:
+        return SyncProcessDied(
+            f"{hospital}: the sync process ended without a result (exit code "
+            f"{process.exitcode}); its batch stays unfinished and the next sync starts it again"
+        )
+    return outcome

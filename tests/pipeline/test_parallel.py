@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import orjson
@@ -99,3 +100,34 @@ def test_cli_names_a_bad_jobs_setting_in_one_line(
     assert result.exit_code == 2
     assert "WALNUT_SYNC_JOBS must be a whole number of processes" in result.output
     assert "Traceback" not in result.output
+
+
+def _die_in_north(hospital: str, settings: Settings) -> dict:
+    if hospital == "north_chest":
+        os._exit(9)  # as a native crash or the OOM killer ends a process: no result sent
+    return {"hospital": hospital, "batch_id": None, "status": "nothing new"}
+
+
+def test_a_hospital_process_that_dies_is_reported_and_the_others_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "sync_hospital", _die_in_north)
+    settings = load_settings({"WALNUT_HOME": str(tmp_path), "WALNUT_DEMO": "1"})
+    runs = dict(parallel.sync_hospitals(HOSPITALS, settings, jobs=2))
+    assert isinstance(runs["north_chest"], parallel.SyncProcessDied)
+    assert "exit code 9" in str(runs["north_chest"])
+    assert runs["east_liver"]["status"] == runs["south_general"]["status"] == "nothing new"
+
+
+def _own_pid(hospital: str, settings: Settings) -> dict:
+    return {"hospital": hospital, "pid": os.getpid()}
+
+
+def test_every_hospital_gets_a_fresh_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "sync_hospital", _own_pid)
+    settings = load_settings({"WALNUT_HOME": str(tmp_path), "WALNUT_DEMO": "1"})
+    runs = dict(parallel.sync_hospitals(HOSPITALS, settings, jobs=2))
+    pids = {run["pid"] for run in runs.values()}
+    assert len(pids) == len(HOSPITALS) and os.getpid() not in pids
