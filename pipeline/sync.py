@@ -46,12 +46,20 @@ from transforms.standardize import conform, standardize_table
 from transforms.units import load_unit_table
 
 if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
     from expectations.outcome import CheckResult
     from transforms.extract.raw import RawTable
     from transforms.mapping import SourceSpec
     from transforms.units import UnitTable
 
 log = logging.getLogger(__name__)
+
+# Rows per chunk handed to the FHIR mapping (at most WALNUT_CHUNK_ROWS): the mapping holds a
+# chunk's resources twice (in the workers, then encoded here), ~10x the staged rows' size, so
+# its chunks are smaller than staging's. At ~1M rows, 50k-row chunks made its processes peak
+# at ~630 MB, 20k-row ones at ~500 MB; the workers outlive the chunks (`mapping_pool`).
+MAP_CHUNK_ROWS = 20_000
 
 
 def _context(hospital: str, settings: Settings | None) -> tuple[Settings, SiteMapping]:
@@ -443,13 +451,16 @@ def map_batch_to_fhir(hospital: str, batch_id: str, settings: Settings | None = 
     errors: list[dict] = []
     loaded: dict[str, int] = {}
     ndjson = NdjsonAppender(files.fhir)
+    from transforms.fhir.mapper import mapping_pool
+
     try:
-        for table in _staged_tables(files):
-            loaded[table] = 0
-            for frame in iter_staging(files, table, settings.chunk_rows):
-                frame = frame[~frame["_row_hash"].isin(bad)].reset_index(drop=True)
-                loaded[table] += _map_chunk(files, table, frame, ndjson, counts, errors)
-                del frame  # not held while the next chunk is read
+        with mapping_pool() as pool:
+            for table in _staged_tables(files):
+                loaded[table] = 0
+                for frame in iter_staging(files, table, min(settings.chunk_rows, MAP_CHUNK_ROWS)):
+                    frame = frame[~frame["_row_hash"].isin(bad)].reset_index(drop=True)
+                    loaded[table] += _map_chunk(files, table, frame, ndjson, counts, errors, pool)
+                    del frame  # not held while the next chunk is read
     except BaseException:
         ndjson.discard()
         raise
@@ -467,6 +478,7 @@ def _map_chunk(
     ndjson: NdjsonAppender,
     counts: Counter[str],
     errors: list[dict],
+    pool: ProcessPoolExecutor | None,
 ) -> int:
     """Map one chunk: NDJSON appended, resources counted, failing rows added to `errors`.
 
@@ -474,7 +486,7 @@ def _map_chunk(
     """
     from transforms.fhir.mapper import map_table_ndjson
 
-    result = map_table_ndjson(table, frame, files.hospital)
+    result = map_table_ndjson(table, frame, files.hospital, pool=pool)
     for rtype, parts in result.ndjson.items():
         ndjson.write(rtype, parts)
         counts[rtype] += result.counts[rtype]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,20 +121,29 @@ class EncodedResult:
 
 
 def map_table_ndjson(
-    table: str, frame: pd.DataFrame, hospital: str, workers: int | None = None
+    table: str,
+    frame: pd.DataFrame,
+    hospital: str,
+    workers: int | None = None,
+    pool: ProcessPoolExecutor | None = None,
 ) -> EncodedResult:
     """`map_table` encoded as NDJSON, in row chunks over a process pool for large frames.
 
     Same resources, order and errors as `map_table` (chunks are merged in row order); every
-    resource is still validated by its R4B model. `workers` defaults to `fhir_workers()`.
+    resource is still validated by its R4B model. `workers` defaults to `fhir_workers()`;
+    `pool` (from `mapping_pool`) is used instead of forking a pool for this frame alone.
     """
     if table not in BUILDERS:
         raise ConfigError(
             f"no FHIR mapping for table {table!r}; expected one of {sorted(BUILDERS)}"
         )
-    workers = workers or fhir_workers()
+    workers = pool._max_workers if pool is not None else workers or fhir_workers()
     if workers > 1 and len(frame) >= POOL_MIN_ROWS:
-        result = _map_in_pool(table, frame, hospital, workers)
+        if pool is not None:
+            result = _map_on(pool, table, frame, hospital, workers)
+        else:
+            with mapping_pool(workers) as own:
+                result = _map_on(own, table, frame, hospital, workers)
     else:
         result = _map_rows_encoded(table, frame, hospital, 0)
     _log_mapped(hospital, table, len(frame), result.resource_count, len(result.errors))
@@ -149,21 +159,38 @@ def fhir_workers() -> int:
     return processes("WALNUT_FHIR_WORKERS")
 
 
-def _map_in_pool(table: str, frame: pd.DataFrame, hospital: str, workers: int) -> EncodedResult:
-    """Map row chunks in forked workers and merge them in chunk order (same output as serial).
+@contextmanager
+def mapping_pool(workers: int | None = None) -> Iterator[ProcessPoolExecutor | None]:
+    """Forked mapping workers kept for a whole batch (None when one process is configured).
+
+    One pool per batch, not per chunk: each worker's element cache stays warm across chunks,
+    so chunks can be small (the workers and the process holding a chunk's results stay
+    small) without paying a fork and a cold cache for every one of them.
+    """
+    workers = workers or fhir_workers()
+    if workers <= 1:
+        yield None
+        return
+    context = multiprocessing.get_context("fork")
+    with frozen_heap(), ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield pool
+
+
+def _map_on(
+    pool: ProcessPoolExecutor, table: str, frame: pd.DataFrame, hospital: str, workers: int
+) -> EncodedResult:
+    """Map row chunks on the pool and merge them in chunk order (same output as serial).
 
     Several chunks per worker keep both busy when one table's rows differ in cost.
     """
     size = max(POOL_MIN_ROWS // 2, -(-len(frame) // (workers * 4)))
-    context = multiprocessing.get_context("fork")
     result = EncodedResult()
-    with frozen_heap(), ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [
-            pool.submit(_map_rows_encoded, table, frame.iloc[start : start + size], hospital, start)
-            for start in range(0, len(frame), size)
-        ]
-        for future in futures:
-            result.extend(future.result())
+    futures = [
+        pool.submit(_map_rows_encoded, table, frame.iloc[start : start + size], hospital, start)
+        for start in range(0, len(frame), size)
+    ]
+    for future in futures:
+        result.extend(future.result())
     return result
 
 

@@ -26,7 +26,9 @@ from pydantic import ValidationError
 from transforms.fhir.common import RowError
 
 # Distinct elements kept per process; the cache is emptied when full, so memory stays flat.
-MAX_ELEMENTS = 200_000
+# An element costs ~6 KB (key and validated instances): 20k of them ~120 MB per mapping
+# worker, which lives for a whole batch. The elements that repeat return after a flush.
+MAX_ELEMENTS = 20_000
 # Lookups of one element class before it is judged worth caching (see ElementCache).
 PROBE = 1_000
 _ABSTRACT = {"Resource", "DomainResource"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import orjson
@@ -40,6 +41,32 @@ def test_pool_matches_serial(monkeypatch: pytest.MonkeyPatch, many_labs: pd.Data
     assert pooled.errors == serial.errors
     assert len(pooled.errors) == (many_labs.index % 7 == 3).sum()
     assert pooled.errors[0][1].startswith("Observation.valueQuantity.unit")
+
+
+def _worker_pid() -> int:
+    return os.getpid()
+
+
+def test_one_pool_serves_a_whole_batch(
+    monkeypatch: pytest.MonkeyPatch, many_labs: pd.DataFrame
+) -> None:
+    """Frames mapped on one `mapping_pool` equal serial mapping, on the same two workers."""
+    monkeypatch.setattr(mapper, "POOL_MIN_ROWS", 10)
+    halves = (many_labs.iloc[: len(many_labs) // 2], many_labs.iloc[len(many_labs) // 2 :])
+    with mapper.mapping_pool(2) as pool:
+        assert pool is not None
+        pooled = [mapper.map_table_ndjson("lab", half, "h1", pool=pool) for half in halves]
+        pids = {pool.submit(_worker_pid).result() for _ in range(20)}
+    for half, result in zip(halves, pooled, strict=True):
+        serial = mapper.map_table("lab", half.reset_index(drop=True), "h1")
+        assert b"".join(result.ndjson["Observation"]) == _encoded(serial.resources["Observation"])
+        assert result.errors == serial.errors
+    assert len(pids) <= 2 and os.getpid() not in pids
+
+
+def test_no_pool_for_one_worker() -> None:
+    with mapper.mapping_pool(1) as pool:
+        assert pool is None
 
 
 def test_serial_path_and_parts_writer(tmp_path: Path, many_labs: pd.DataFrame) -> None:
