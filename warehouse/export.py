@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
@@ -218,22 +219,31 @@ def _export_table(
 
 
 def write_snapshot(
-    con: duckdb.DuckDBPyConnection, warehouse: Path, previous: Path | None = None
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Path,
+    previous: Path | None = None,
+    tables: Collection[str] | None = None,
+    into: Path | None = None,
 ) -> Path:
-    """Export every curated table into a new, not yet published snapshot folder.
+    """Export curated tables (all, or those named in `tables`) into a snapshot folder that is
+    not published yet: `into`, or a new one. Returns the folder.
 
     Partitions equal to those of `previous` (default: the published snapshot) are hard-linked
     from it rather than written again.
     """
     if previous is None and (warehouse / LINK).is_dir():
         previous = (warehouse / LINK).resolve()
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    snapshot = warehouse / SNAPSHOTS / f"{stamp}-{os.getpid()}"
-    snapshot.mkdir(parents=True)
+    snapshot = into
+    if snapshot is None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        snapshot = warehouse / SNAPSHOTS / f"{stamp}-{os.getpid()}"
+        snapshot.mkdir(parents=True)
     reused = written = 0
     for schema, table, partitioned in curated_tables(con):
-        r, w = _export_table(con, f"{schema}.{table}", partitioned, snapshot, previous)
-        reused, written = reused + r, written + w
+        name = f"{schema}.{table}"
+        if tables is None or name in tables:
+            r, w = _export_table(con, name, partitioned, snapshot, previous)
+            reused, written = reused + r, written + w
     log.info(
         "exported curated tables to parquet snapshot %s: %d partition(s) written, "
         "%d reused from the previous snapshot",

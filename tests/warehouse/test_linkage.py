@@ -247,6 +247,12 @@ def test_cross_site_linkage_precision_and_recall(tmp_path: Path) -> None:
         con.close()
     assert list(links.columns) == LINK_COLUMNS
     assert len(links) == patients and links["patient_id"].is_unique
+    # The snapshot adds the links after the other tables (written before linkage): same rows.
+    exported = pd.read_parquet(settings.warehouse / "parquet" / "core.patient_link")
+    key = ["hospital", "patient_id"]
+    assert exported[LINK_COLUMNS].sort_values(key).astype(str).values.tolist() == (
+        links.sort_values(key).astype(str).values.tolist()
+    )
     assert set(links["patient_id"]) <= set(truth["patient_id"])
     precision, recall, true_pairs = _precision_recall(links, truth)
     print(f"warehouse links: precision {precision:.3f} recall {recall:.3f} ({true_pairs} pairs)")
