@@ -17,7 +17,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
 from pipeline.settings import Settings, load_settings
-from pipeline.sync import sync_hospital
+from pipeline.sync import hospital_run_date, sync_hospital
+from transforms.errors import WalnutError
 from transforms.processes import frozen_heap, processes
 
 
@@ -30,16 +31,26 @@ def default_jobs() -> int:
     return processes("WALNUT_SYNC_JOBS")
 
 
-def _preload() -> None:
+def _preload(hospitals: Sequence[str], settings: Settings) -> None:
     """Import GX and the FHIR models and build the suites' plans once, before forking, so
-    every worker starts with them instead of paying for them again."""
-    import datetime as dt
+    every worker starts with them instead of paying for them again.
 
+    Plans are per run date, the date in each hospital's time zone: warmed for the machine's
+    date instead, every hospital process rebuilt them (~1 s) whenever the two differ, as from
+    16:00 UTC for a hospital in China.
+    """
     import transforms.fhir.mapper  # noqa: F401
     from expectations.runner import warm_up
     from transforms.canonical import TABLES
 
-    warm_up(tuple(TABLES), dt.date.today())
+    dates = set()
+    for hospital in hospitals:
+        try:
+            dates.add(hospital_run_date(hospital, settings))
+        except WalnutError:  # a broken mapping: the hospital's own sync reports it
+            continue
+    for run_date in sorted(dates):
+        warm_up(tuple(TABLES), run_date)
 
 
 def sync_hospitals(
@@ -58,7 +69,7 @@ def sync_hospitals(
             except Exception as exc:  # reported per hospital by the caller
                 yield hospital, exc
         return
-    _preload()
+    _preload(hospitals, settings)
     waiting = list(hospitals)
     running: dict[Connection, tuple[str, BaseProcess]] = {}
     while waiting or running:

@@ -62,6 +62,15 @@ log = logging.getLogger(__name__)
 MAP_CHUNK_ROWS = 20_000
 
 
+def hospital_run_date(hospital: str, settings: Settings | None = None) -> dt.date:
+    """Today in the hospital's time zone: the date its suites' date checks are judged on."""
+    return _run_date(_context(hospital, settings)[1])
+
+
+def _run_date(mapping: SiteMapping) -> dt.date:
+    return dt.datetime.now(ZoneInfo(mapping.timezone)).date()
+
+
 def _context(hospital: str, settings: Settings | None) -> tuple[Settings, SiteMapping]:
     settings = settings or load_settings()
     folder = settings.mappings / hospital
@@ -253,7 +262,7 @@ def validate_batch(hospital: str, batch_id: str, settings: Settings | None = Non
     """
     settings, mapping = _context(hospital, settings)
     files = BatchFiles(settings, hospital, batch_id)
-    run_date = dt.datetime.now(ZoneInfo(mapping.timezone)).date()
+    run_date = _run_date(mapping)
     run_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     results: list[dict] = []
     quarantined: list[dict] = []

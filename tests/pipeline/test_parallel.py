@@ -131,3 +131,19 @@ def test_every_hospital_gets_a_fresh_process(
     runs = dict(parallel.sync_hospitals(HOSPITALS, settings, jobs=2))
     pids = {run["pid"] for run in runs.values()}
     assert len(pids) == len(HOSPITALS) and os.getpid() not in pids
+
+
+def test_plans_are_warmed_for_each_hospitals_own_date(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The suites' plans are built before forking for the date the workers validate on: the
+    day in each hospital's time zone, which is not the machine's for part of every day."""
+    import expectations.runner
+    from pipeline.sync import hospital_run_date
+
+    warmed: list = []
+    monkeypatch.setattr(expectations.runner, "warm_up", lambda tables, day: warmed.append(day))
+    monkeypatch.setattr(parallel, "sync_hospital", _own_pid)
+    settings = load_settings({"WALNUT_HOME": str(tmp_path), "WALNUT_DEMO": "1"})
+    dict(parallel.sync_hospitals([*HOSPITALS, "no_such_hospital"], settings, jobs=2))
+    assert warmed == sorted({hospital_run_date(h, settings) for h in HOSPITALS})
