@@ -283,3 +283,36 @@ def test_merge_keeps_one_version_per_id_newest_batch_then_largest_text(tmp_path:
         ("same", "2", older.name),
         (None, "y", older.name),
     ]
+
+
+def _max_vacuum_tasks(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute("SELECT current_setting('max_vacuum_tasks')").fetchone()[0])
+
+
+def test_incremental_builds_rewrite_a_table_only_past_the_deleted_share(tmp_path: Path) -> None:
+    """DuckDB's vacuum is off; a table is rewritten once its deleted rows reach the share."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    for schema in ("fhir", "core", "gov"):
+        con.execute(f"CREATE SCHEMA {schema}")
+    for table in ("fhir.observation", "core.observation", "gov.load_run"):
+        con.execute(
+            f"CREATE TABLE {table} AS SELECT range AS i, 'x' || range AS s FROM range(1000)"
+        )
+    con.execute("CHECKPOINT")
+    con.execute("DELETE FROM fhir.observation WHERE i % 100 = 0")  # 1 %: left marked
+    con.execute("DELETE FROM core.observation WHERE i % 4 = 0")  # 25 %: rewritten
+    con.execute("DELETE FROM gov.load_run WHERE i % 2 = 0")  # gov tables are replaced whole
+    con.execute("CHECKPOINT")
+    shares = build_module.deleted_shares(con)
+    assert shares == {"core.observation": 0.25, "fhir.observation": pytest.approx(0.01)}
+    kept = con.execute("SELECT * FROM core.observation ORDER BY i").fetchall()
+
+    assert build_module._compact_without_vacuum(con) == ["core.observation"]
+    assert _max_vacuum_tasks(con) == 0
+    assert build_module.deleted_shares(con)["core.observation"] == 0
+    assert con.execute("SELECT * FROM core.observation ORDER BY i").fetchall() == kept
+    columns = "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'observation'"
+    assert con.execute(columns + " AND schema_name = 'core'").fetchall() == (
+        con.execute(columns + " AND schema_name = 'fhir'").fetchall()
+    )
+    assert build_module.deleted_shares(con)["fhir.observation"] == pytest.approx(0.01)
