@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -55,12 +56,20 @@ def _fail_north(hospital: str, settings: Settings) -> dict:
     return {"hospital": hospital, "batch_id": None, "status": "nothing new"}
 
 
+def _sync_all_with(
+    fake: Callable[[str, Settings], dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, dict | Exception]:
+    """`sync_hospitals` over every hospital and one unknown, two at a time, with `fake` as
+    each hospital's sync (forked processes inherit the patch)."""
+    monkeypatch.setattr(parallel, "sync_hospital", fake)
+    settings = load_settings({"WALNUT_HOME": str(tmp_path), "WALNUT_DEMO": "1"})
+    return dict(parallel.sync_hospitals([*HOSPITALS, "no_such_hospital"], settings, jobs=2))
+
+
 def test_one_failing_hospital_does_not_stop_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(parallel, "sync_hospital", _fail_north)  # forked workers inherit it
-    settings = load_settings({"WALNUT_HOME": str(tmp_path), "WALNUT_DEMO": "1"})
-    runs = dict(parallel.sync_hospitals(HOSPITALS, settings, jobs=2))
+    runs = _sync_all_with(_fail_north, tmp_path, monkeypatch)
     assert isinstance(runs["north_chest"], ConfigError)
     assert runs["east_liver"]["status"] == runs["south_general"]["status"] == "nothing new"
 
@@ -111,9 +120,7 @@ def _die_in_north(hospital: str, settings: Settings) -> dict:
 def test_a_hospital_process_that_dies_is_reported_and_the_others_finish(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(parallel, "sync_hospital", _die_in_north)
-    settings = load_settings({"WALNUT_HOME": str(tmp_path), "WALNUT_DEMO": "1"})
-    runs = dict(parallel.sync_hospitals(HOSPITALS, settings, jobs=2))
+    runs = _sync_all_with(_die_in_north, tmp_path, monkeypatch)
     assert isinstance(runs["north_chest"], parallel.SyncProcessDied)
     assert "exit code 9" in str(runs["north_chest"])
     assert runs["east_liver"]["status"] == runs["south_general"]["status"] == "nothing new"
@@ -126,11 +133,9 @@ def _own_pid(hospital: str, settings: Settings) -> dict:
 def test_every_hospital_gets_a_fresh_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(parallel, "sync_hospital", _own_pid)
-    settings = load_settings({"WALNUT_HOME": str(tmp_path), "WALNUT_DEMO": "1"})
-    runs = dict(parallel.sync_hospitals(HOSPITALS, settings, jobs=2))
+    runs = _sync_all_with(_own_pid, tmp_path, monkeypatch)
     pids = {run["pid"] for run in runs.values()}
-    assert len(pids) == len(HOSPITALS) and os.getpid() not in pids
+    assert len(pids) == len(runs) == len(HOSPITALS) + 1 and os.getpid() not in pids
 
 
 def test_plans_are_warmed_for_each_hospitals_own_date(
@@ -143,7 +148,5 @@ def test_plans_are_warmed_for_each_hospitals_own_date(
 
     warmed: list = []
     monkeypatch.setattr(expectations.runner, "warm_up", lambda tables, day: warmed.append(day))
-    monkeypatch.setattr(parallel, "sync_hospital", _own_pid)
-    settings = load_settings({"WALNUT_HOME": str(tmp_path), "WALNUT_DEMO": "1"})
-    dict(parallel.sync_hospitals([*HOSPITALS, "no_such_hospital"], settings, jobs=2))
-    assert warmed == sorted({hospital_run_date(h, settings) for h in HOSPITALS})
+    _sync_all_with(_own_pid, tmp_path, monkeypatch)
+    assert warmed == sorted({hospital_run_date(h) for h in HOSPITALS})
