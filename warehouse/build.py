@@ -18,7 +18,9 @@ column recompute core.* in full, so an incremental build always equals a full re
 cohort marts are recomputed in full from core.* (per-patient SQL, cheap), and so are the `gov.*`
 run tables from the small per-batch gov files. core.patient_link is recomputed only when its
 inputs changed (warehouse/linkage.py), and the Parquet snapshot reuses unchanged partitions of
-the previous one (warehouse/export.py).
+the previous one (warehouse/export.py). Replaced versions stay in fhir.* and core.* as rows
+marked deleted, with DuckDB's vacuum off, until a fifth of a table's rows are: the build then
+rewrites that table (`_compact_without_vacuum`).
 
 Readers never see half a build: the new database is written beside the old one (a copy of it,
 or an empty file for `full=True`) and renamed over it; a read-only connection opened before the
