@@ -130,22 +130,22 @@ def map_table_ndjson(
     """`map_table` encoded as NDJSON, in row chunks over a process pool for large frames.
 
     Same resources, order and errors as `map_table` (chunks are merged in row order); every
-    resource is still validated by its R4B model. `workers` defaults to `fhir_workers()`;
-    `pool` (from `mapping_pool`) is used instead of forking a pool for this frame alone.
+    resource is still validated by its R4B model. `workers` (default `fhir_workers()`, as for
+    `mapping_pool`) sizes the row chunks; `pool` (from `mapping_pool`) is used instead of
+    forking a pool for this frame alone.
     """
     if table not in BUILDERS:
         raise ConfigError(
             f"no FHIR mapping for table {table!r}; expected one of {sorted(BUILDERS)}"
         )
-    workers = pool._max_workers if pool is not None else workers or fhir_workers()
-    if workers > 1 and len(frame) >= POOL_MIN_ROWS:
-        if pool is not None:
-            result = _map_on(pool, table, frame, hospital, workers)
-        else:
-            with mapping_pool(workers) as own:
-                result = _map_on(own, table, frame, hospital, workers)
-    else:
+    workers = workers or fhir_workers()
+    if len(frame) < POOL_MIN_ROWS or (pool is None and workers <= 1):
         result = _map_rows_encoded(table, frame, hospital, 0)
+    elif pool is not None:
+        result = _map_on(pool, table, frame, hospital, workers)
+    else:
+        with mapping_pool(workers) as own:
+            result = _map_on(own, table, frame, hospital, workers)
     _log_mapped(hospital, table, len(frame), result.resource_count, len(result.errors))
     return result
 
