@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from expectations.checks import Check, SuiteError, load_suite
+from expectations.gx_import import import_gx
 from expectations.outcome import (
     ROW_KEY,
     ROW_POSITION,
@@ -230,6 +231,7 @@ def _build_plan(table: str, run_date: dt.date) -> _Plan:
     Metric configurations and their dependency graph depend only on each expectation's kwargs,
     yet GX rebuilds them (twice) on every call: most of the cost of validating a small frame.
     """
+    import_gx()
     from great_expectations.core.expectation_validation_result import (
         ExpectationValidationResult,
     )
@@ -436,9 +438,7 @@ def gx_kwargs(check: Check) -> dict[str, Any]:
 
 @cache
 def _get_context() -> Any:
-    # Set before import: GX logs at INFO while importing.
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    import great_expectations as gx
+    gx = import_gx()
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         InMemoryStoreBackendDefaults,
