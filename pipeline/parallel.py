@@ -4,7 +4,12 @@ A hospital's staging and validation run on one core; syncing hospitals in parall
 second core busy. Processes are forked after the heavy imports, so a worker starts in
 milliseconds instead of re-importing Great Expectations and fhir.resources.
 
-Each hospital gets a fresh process that exits when its sync ends: a process reused for the next
+Landing and staging need neither. While this process imports them (about 2 s on one core, most
+of a nightly delta's fixed cost), an early process forked before the imports lands and stages
+hospitals in turn, and stops taking new ones once the imports are done. The rest of those
+hospitals' syncs, and the whole sync of every other hospital, run in processes forked after.
+
+Each of those gets a fresh process that exits when its sync ends: a process reused for the next
 hospital would start it with all the memory the previous one left in its allocators (~100 MB at
 ~1M rows), and the FHIR workers it forks would inherit that too.
 """
@@ -12,12 +17,16 @@ hospital would start it with all the memory the previous one left in its allocat
 from __future__ import annotations
 
 import multiprocessing
+from collections import deque
 from collections.abc import Iterator, Sequence
+from functools import partial
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any
 
 from pipeline.settings import Settings, load_settings
-from pipeline.sync import hospital_run_date, sync_hospital
+from pipeline.sync import finish_batch, hospital_run_date, land_and_stage, nothing_new
 from transforms.errors import WalnutError
 from transforms.processes import frozen_heap, processes
 
@@ -61,64 +70,125 @@ def sync_hospitals(
     One hospital's failure does not stop the others; the caller decides what to report.
     """
     settings = settings or load_settings()
+    hospitals = list(hospitals)
     jobs = min(jobs or default_jobs(), len(hospitals))
     if jobs <= 1:
         for hospital in hospitals:
             try:
-                yield hospital, sync_hospital(hospital, settings)
+                yield hospital, _sync_one(hospital, settings)
             except Exception as exc:  # reported per hospital by the caller
                 yield hospital, exc
         return
-    _preload(hospitals, settings)
-    waiting = list(hospitals)
-    running: dict[Connection, tuple[str, BaseProcess]] = {}
-    while waiting or running:
-        while waiting and len(running) < jobs:
-            hospital = waiting.pop(0)
-            reader, process = _start(hospital, settings)
-            running[reader] = (hospital, process)
+    claimed = multiprocessing.get_context("fork").Value("i", 0)  # next hospital to take
+    early, early_process = _start(_stage_in_turn, hospitals, settings, claimed)
+    try:
+        _preload(hospitals, settings)
+    finally:
+        with claimed.get_lock():  # the early process keeps what it took and takes no more
+            taken, claimed.value = claimed.value, len(hospitals)
+    running = {early: _Child(hospitals[:taken], early_process)}
+    to_sync = deque(hospitals[taken:])
+    staged: deque[tuple[str, str]] = deque()
+    while to_sync or staged or running:
+        while len(running) < jobs and (staged or to_sync):
+            if staged:  # before new ones: its staged files are waiting
+                hospital, batch_id = staged.popleft()
+                reader, process = _start(_finish_one, hospital, batch_id, settings)
+            else:
+                hospital = to_sync.popleft()
+                reader, process = _start(_sync_and_send, hospital, settings)
+            running[reader] = _Child([hospital], process)
         for reader in wait(list(running)):
-            hospital, process = running.pop(reader)
-            yield hospital, _outcome(hospital, reader, process)
+            child = running[reader]
+            for hospital, outcome in child.received(reader):
+                if isinstance(outcome, str):  # a batch the early process staged
+                    staged.append((hospital, outcome))
+                else:
+                    yield hospital, nothing_new(hospital) if outcome is None else outcome
+            if not child.owed:
+                del running[reader]
 
 
-def _start(hospital: str, settings: Settings) -> tuple[Connection, BaseProcess]:
-    """Fork a process syncing one hospital; it sends its load run (or exception) and exits."""
+class _Child:
+    """A forked process and the hospitals it still owes an outcome for."""
+
+    def __init__(self, owed: list[str], process: BaseProcess) -> None:
+        self.owed = owed
+        self.process = process
+
+    def received(self, reader: Connection) -> Iterator[tuple[str, Any]]:
+        """The next (hospital, outcome) it sent; once it owes nothing, or at EOF, it is reaped
+        and every hospital it still owed gets SyncProcessDied."""
+        try:
+            hospital, outcome = reader.recv()
+        except EOFError:
+            hospital = None
+        if hospital is not None:
+            self.owed.remove(hospital)
+            yield hospital, outcome
+            if self.owed:
+                return
+        reader.close()
+        self.process.join()
+        for name in self.owed:
+            yield (
+                name,
+                SyncProcessDied(
+                    f"{name}: the sync process ended without a result (exit code "
+                    f"{self.process.exitcode}); its batch stays unfinished and the next sync "
+                    "starts it again"
+                ),
+            )
+        self.owed = []
+
+
+def _sync_one(hospital: str, settings: Settings) -> dict:
+    """sync_hospital, from the two halves this module also runs apart."""
+    batch_id = land_and_stage(hospital, settings)
+    if batch_id is None:
+        return nothing_new(hospital)
+    return finish_batch(hospital, batch_id, settings)
+
+
+def _start(target: Any, *args: Any) -> tuple[Connection, BaseProcess]:
+    """Fork a process running `target(*args, writer)`; it sends (hospital, outcome) pairs."""
     context = multiprocessing.get_context("fork")
     reader, writer = context.Pipe(duplex=False)
-    process = context.Process(
-        target=_sync_and_send, args=(hospital, settings, writer), name=f"walnut-sync-{hospital}"
-    )
+    process = context.Process(target=target, args=(*args, writer))
     with frozen_heap():
         process.start()
     writer.close()  # the child's copy stays open: EOF here means the child is gone
     return reader, process
 
 
+def _stage_in_turn(
+    hospitals: list[str], settings: Settings, claimed: Synchronized, writer: Connection
+) -> None:
+    """Land and stage hospitals in turn until none is left to take; sends each one's batch id
+    (None: nothing new) or exception."""
+    while True:
+        with claimed.get_lock():
+            index = claimed.value
+            if index >= len(hospitals):
+                return
+            claimed.value = index + 1
+        _send(writer, hospitals[index], partial(land_and_stage, hospitals[index], settings))
+
+
 def _sync_and_send(hospital: str, settings: Settings, writer: Connection) -> None:
+    _send(writer, hospital, partial(_sync_one, hospital, settings))
+
+
+def _finish_one(hospital: str, batch_id: str, settings: Settings, writer: Connection) -> None:
+    _send(writer, hospital, partial(finish_batch, hospital, batch_id, settings))
+
+
+def _send(writer: Connection, hospital: str, work: partial) -> None:
     try:
-        outcome: dict | Exception = sync_hospital(hospital, settings)
+        outcome = work()
     except Exception as exc:  # sent to the parent, which reports it per hospital
         outcome = exc
     try:
-        writer.send(outcome)
+        writer.send((hospital, outcome))
     except Exception:  # an exception that does not pickle: send its type and message instead
-        writer.send(RuntimeError(f"{type(outcome).__name__}: {outcome}"))
-    writer.close()
-
-
-def _outcome(hospital: str, reader: Connection, process: BaseProcess) -> dict | Exception:
-    """The child's load run or exception; SyncProcessDied if it ended without sending one."""
-    try:
-        outcome = reader.recv()
-    except EOFError:
-        outcome = None
-    finally:
-        reader.close()
-        process.join()
-    if outcome is None:
-        return SyncProcessDied(
-            f"{hospital}: the sync process ended without a result (exit code "
-            f"{process.exitcode}); its batch stays unfinished and the next sync starts it again"
-        )
-    return outcome
+        writer.send((hospital, RuntimeError(f"{type(outcome).__name__}: {outcome}")))

@@ -682,7 +682,8 @@ def reconcile_batch(hospital: str, batch_id: str, settings: Settings | None = No
 
 
 # The stages after landing, in order, with the label the CLI shows; the CLI, sync_hospital
-# and the Airflow DAG all run exactly this list.
+# and the Airflow DAG all run exactly this list. Staging comes first: land_and_stage runs it,
+# finish_batch the rest.
 BATCH_STAGES: tuple[tuple[str, Callable[..., dict]], ...] = (
     ("staging", stage_batch),
     ("validating", validate_batch),
@@ -700,13 +701,36 @@ def has_sources(hospital: str, settings: Settings | None = None) -> bool:
     return settings.source_dir(hospital).is_dir()
 
 
+def land_and_stage(hospital: str, settings: Settings | None = None) -> str | None:
+    """Land the hospital's new files and stage them: the batch id, or None if nothing is new.
+
+    Needs neither GX nor the FHIR models, so `sync --all` runs it while it imports them.
+    """
+    settings = settings or load_settings()
+    batch_id = land_sources(hospital, settings)
+    if batch_id is not None:
+        stage_batch(hospital, batch_id, settings)
+    return batch_id
+
+
+def finish_batch(hospital: str, batch_id: str, settings: Settings | None = None) -> dict:
+    """The stages after staging (BATCH_STAGES[1:]) for a staged batch; returns its load run."""
+    settings = settings or load_settings()
+    result: dict = {}
+    for _, stage in BATCH_STAGES[1:]:
+        result = stage(hospital, batch_id, settings)
+    return result
+
+
+def nothing_new(hospital: str) -> dict:
+    """The load run of a sync that found no new files."""
+    return {"hospital": hospital, "batch_id": None, "status": "nothing new"}
+
+
 def sync_hospital(hospital: str, settings: Settings | None = None) -> dict:
     """Run every stage for the hospital's new files; returns the load run (or a no-op note)."""
     settings = settings or load_settings()
-    batch_id = land_sources(hospital, settings)
+    batch_id = land_and_stage(hospital, settings)
     if batch_id is None:
-        return {"hospital": hospital, "batch_id": None, "status": "nothing new"}
-    result: dict = {}
-    for _, stage in BATCH_STAGES:
-        result = stage(hospital, batch_id, settings)
-    return result
+        return nothing_new(hospital)
+    return finish_batch(hospital, batch_id, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,18 +51,24 @@ def test_parallel_sync_equals_sync_in_turn(tmp_path: Path) -> None:
         assert _resource_ids(together, hospital) == _resource_ids(in_turn, hospital)
 
 
-def _fail_north(hospital: str, settings: Settings) -> dict:
+def _fail_north(hospital: str, settings: Settings) -> None:
     if hospital == "north_chest":
         raise ConfigError("north_chest: mapping broken for the test")
-    return {"hospital": hospital, "batch_id": None, "status": "nothing new"}
+    return None  # nothing new
 
 
 def _sync_all_with(
-    fake: Callable[[str, Settings], dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake: Callable[[str, Settings], str | None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    finish: Callable[[str, str, Settings], dict] | None = None,
 ) -> dict[str, dict | Exception]:
     """`sync_hospitals` over every hospital and one unknown, two at a time, with `fake` as
-    each hospital's sync (forked processes inherit the patch)."""
-    monkeypatch.setattr(parallel, "sync_hospital", fake)
+    each hospital's landing and staging and `finish` as the rest (forked processes inherit
+    the patches)."""
+    monkeypatch.setattr(parallel, "land_and_stage", fake)
+    if finish is not None:
+        monkeypatch.setattr(parallel, "finish_batch", finish)
     settings = load_settings({"WALNUT_HOME": str(tmp_path), "WALNUT_DEMO": "1"})
     return dict(parallel.sync_hospitals([*HOSPITALS, "no_such_hospital"], settings, jobs=2))
 
@@ -77,7 +84,7 @@ def test_one_failing_hospital_does_not_stop_the_others(
 def test_cli_reports_every_hospital_and_exits_2_on_a_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(parallel, "sync_hospital", _fail_north)
+    monkeypatch.setattr(parallel, "land_and_stage", _fail_north)
     monkeypatch.setenv("WALNUT_HOME", str(tmp_path))
     monkeypatch.setenv("WALNUT_DEMO", "1")
     for hospital in HOSPITALS:
@@ -111,10 +118,10 @@ def test_cli_names_a_bad_jobs_setting_in_one_line(
     assert "Traceback" not in result.output
 
 
-def _die_in_north(hospital: str, settings: Settings) -> dict:
+def _die_in_north(hospital: str, settings: Settings) -> None:
     if hospital == "north_chest":
         os._exit(9)  # as a native crash or the OOM killer ends a process: no result sent
-    return {"hospital": hospital, "batch_id": None, "status": "nothing new"}
+    return None
 
 
 def test_a_hospital_process_that_dies_is_reported_and_the_others_finish(
@@ -126,16 +133,58 @@ def test_a_hospital_process_that_dies_is_reported_and_the_others_finish(
     assert runs["east_liver"]["status"] == runs["south_general"]["status"] == "nothing new"
 
 
-def _own_pid(hospital: str, settings: Settings) -> dict:
-    return {"hospital": hospital, "pid": os.getpid()}
+def _staged_here(hospital: str, settings: Settings) -> str:
+    marker = settings.home / "staged"
+    marker.mkdir(exist_ok=True)
+    (marker / hospital).touch()
+    return f"batch-{os.getpid()}"
 
 
-def test_every_hospital_gets_a_fresh_process(
+def _finished_here(hospital: str, batch_id: str, settings: Settings) -> dict:
+    return {"hospital": hospital, "staged_in": int(batch_id[6:]), "pid": os.getpid()}
+
+
+def test_every_hospital_is_finished_in_a_fresh_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runs = _sync_all_with(_own_pid, tmp_path, monkeypatch)
+    runs = _sync_all_with(_staged_here, tmp_path, monkeypatch, finish=_finished_here)
     pids = {run["pid"] for run in runs.values()}
     assert len(pids) == len(runs) == len(HOSPITALS) + 1 and os.getpid() not in pids
+    assert not pids & {run["staged_in"] for run in runs.values()}
+
+
+def test_hospitals_are_staged_while_the_heavy_imports_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With imports slower than staging (a nightly delta), one process forked before them
+    stages every hospital, and each is then finished in its own process."""
+    everyone = [*HOSPITALS, "no_such_hospital"]
+
+    def slow_preload(hospitals: list[str], settings: Settings) -> None:
+        deadline = time.monotonic() + 30
+        while len(list((settings.home / "staged").glob("*"))) < len(everyone):
+            assert time.monotonic() < deadline, "the early process staged nothing"
+            time.sleep(0.01)
+
+    monkeypatch.setattr(parallel, "_preload", slow_preload)
+    runs = _sync_all_with(_staged_here, tmp_path, monkeypatch, finish=_finished_here)
+    assert sorted(runs) == sorted(everyone)
+    (early,) = {run["staged_in"] for run in runs.values()}
+    assert early != os.getpid()
+    assert len({run["pid"] for run in runs.values()} | {early}) == len(everyone) + 1
+
+
+def test_the_early_process_dying_is_reported_for_its_hospital_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def slow_preload(hospitals: list[str], settings: Settings) -> None:
+        time.sleep(0.5)  # long enough for the early process to reach north_chest
+
+    monkeypatch.setattr(parallel, "_preload", slow_preload)
+    runs = _sync_all_with(_die_in_north, tmp_path, monkeypatch)
+    assert isinstance(runs["north_chest"], parallel.SyncProcessDied)
+    assert runs["east_liver"]["status"] == runs["south_general"]["status"] == "nothing new"
+    assert runs["no_such_hospital"]["status"] == "nothing new"
 
 
 def test_plans_are_warmed_for_each_hospitals_own_date(
@@ -148,5 +197,5 @@ def test_plans_are_warmed_for_each_hospitals_own_date(
 
     warmed: list = []
     monkeypatch.setattr(expectations.runner, "warm_up", lambda tables, day: warmed.append(day))
-    _sync_all_with(_own_pid, tmp_path, monkeypatch)
+    _sync_all_with(_fail_north, tmp_path, monkeypatch)
     assert warmed == sorted({hospital_run_date(h) for h in HOSPITALS})
