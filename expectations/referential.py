@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from expectations.outcome import CheckResult
 
@@ -35,7 +37,7 @@ def check_patient_known(
 ) -> tuple[CheckResult, list[str]]:
     """Result of `<table>.patient_known` and the row hashes that fail it."""
     keys = frame["patient_key"]
-    orphan = keys.notna() & ~keys.isin(known)
+    orphan = keys.notna() & ~_member(keys, known)
     failed = frame.loc[orphan, "_row_hash"].tolist()
     result = CheckResult(
         check_id=f"{table}.patient_known",
@@ -48,6 +50,19 @@ def check_patient_known(
         explanation=EXPLANATION,
     )
     return result, failed
+
+
+def _member(values: pd.Series, members: set[str]) -> pd.Series:
+    """`values.isin(members)` for string keys, computed by Arrow.
+
+    pandas converts every member to an Arrow scalar one at a time when the column is
+    Arrow-backed: ~0.25 s of a nightly delta's validation against a hospital's ~8k patients.
+    """
+    found = pc.is_in(
+        pa.array(values, type=pa.string(), from_pandas=True),
+        value_set=pa.array(list(members), type=pa.string()),
+    )
+    return pd.Series(found.fill_null(False).to_numpy(zero_copy_only=False), index=values.index)
 
 
 def _temporal(

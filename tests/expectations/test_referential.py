@@ -57,3 +57,16 @@ def test_followup_after_death_is_allowed() -> None:
     results = check_event_dates("followup", frame, PATIENTS)
     assert [r.check_id for r, _ in results] == ["followup.after_birth"]
     assert results[0][1] == []
+
+
+def test_patient_known_on_arrow_strings_with_nulls_and_no_known_patients() -> None:
+    frame = pd.DataFrame(
+        {
+            "patient_key": pd.array(["p1", None, "p9", "p2"], dtype="string[pyarrow]"),
+            "_row_hash": ["a", "b", "c", "d"],
+        }
+    )
+    known, orphans = check_patient_known("lab", frame, {"p1", "p2", "p3"})
+    assert (known.evaluated, known.failed, orphans) == (3, 1, ["c"])
+    nobody, all_orphans = check_patient_known("lab", frame, set())
+    assert (nobody.evaluated, all_orphans) == (3, ["a", "c", "d"])
