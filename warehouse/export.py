@@ -34,7 +34,11 @@ LINK = "parquet"
 SNAPSHOTS = "parquet_snapshots"
 # zstd level 1 instead of DuckDB's default 3: writing ~1M core.observation rows took 2.0
 # instead of 2.95 CPU seconds, and the files came out no larger (59 vs 62 MB).
-OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
+# Row groups of 32k rows instead of 122,880: under the build's memory limit (0.6 of 320MB)
+# two writers buffering full-size groups of ~1M core.observation rows (a 120-byte lineage
+# each) pushed the table's own blocks out and read them back: 2.4 s, now 1.55 s, files 2 %
+# larger. Readers still get row groups to split work on.
+OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 32768"
 CHECKSUMS = "_checksums.json"
 PARTITION = "hospital"
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # the folder name DuckDB (and Hive) give NULL
