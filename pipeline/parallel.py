@@ -23,6 +23,7 @@ from functools import partial
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
 from typing import Any
 
 from pipeline.settings import Settings, load_settings
@@ -62,6 +63,23 @@ def _preload(hospitals: Sequence[str], settings: Settings) -> None:
         warm_up(tuple(TABLES), run_date)
 
 
+def largest_first(hospitals: Sequence[str], settings: Settings) -> list[str]:
+    """Hospitals by the bytes in their source folders, largest first (ties keep their order).
+
+    Longest job first: at ~1M rows south_general's sync took 99 s, and started third it ran
+    alone on one core for its last ~60 s. The folder's size stands in for the work; a
+    hospital fed only by a database server has no folder and goes last.
+    """
+    sizes = {hospital: _folder_bytes(settings.source_dir(hospital)) for hospital in hospitals}
+    return sorted(hospitals, key=lambda hospital: -sizes[hospital])
+
+
+def _folder_bytes(folder: Path) -> int:
+    if not folder.is_dir():
+        return 0
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
 def sync_hospitals(
     hospitals: Sequence[str], settings: Settings | None = None, jobs: int | None = None
 ) -> Iterator[tuple[str, dict | Exception]]:
@@ -70,7 +88,7 @@ def sync_hospitals(
     One hospital's failure does not stop the others; the caller decides what to report.
     """
     settings = settings or load_settings()
-    hospitals = list(hospitals)
+    hospitals = largest_first(hospitals, settings)
     jobs = min(jobs or default_jobs(), len(hospitals))
     if jobs <= 1:
         for hospital in hospitals:

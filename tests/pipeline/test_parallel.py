@@ -199,3 +199,13 @@ def test_plans_are_warmed_for_each_hospitals_own_date(
     monkeypatch.setattr(expectations.runner, "warm_up", lambda tables, day: warmed.append(day))
     _sync_all_with(_fail_north, tmp_path, monkeypatch)
     assert warmed == sorted({hospital_run_date(h) for h in HOSPITALS})
+
+
+def test_hospitals_with_the_most_source_bytes_start_first(tmp_path: Path) -> None:
+    settings = load_settings({"WALNUT_HOME": str(tmp_path), "WALNUT_DEMO": "1"})
+    for hospital, size in (("east_liver", 10), ("north_chest", 3), ("south_general", 50)):
+        folder = settings.source_dir(hospital) / "exports"
+        folder.mkdir(parents=True)
+        (folder / "a.csv").write_bytes(b"x" * size)
+    order = parallel.largest_first(["no_such_hospital", *HOSPITALS], settings)
+    assert order == ["south_general", "east_liver", "north_chest", "no_such_hospital"]
