@@ -15,6 +15,7 @@ import pytest
 from pipeline.replay import origin_of, plan_replay, quarantine_state, quarantine_state_sql
 from pipeline.settings import REPO_ROOT, load_settings
 from tests.phi_scan import find_phi, find_phi_in_text
+from tests.warehouse.warehouse_home import snapshot
 
 HOSPITAL = "east_liver"
 RULE = "lab.code_mapped"
@@ -182,6 +183,11 @@ def test_replay_after_fixing_a_code_mapping(tmp_path) -> None:
     assert not (settings.gov / HOSPITAL / f"{first['batch_id']}-replay-002").exists()
     assert build_warehouse(settings)["status"] == "nothing new"
     assert _afp_in_warehouse(settings) == (count, distinct)
+    gov_tables = ("gov.quarantine", "gov.quarantine_release", "gov.load_run", "gov.dq_result")
+    incremental = {t: snapshot(settings.warehouse_db)[t] for t in gov_tables}
+    build_warehouse(settings, full=True)  # gov tables read again from every batch's files
+    full = {t: snapshot(settings.warehouse_db)[t] for t in gov_tables}
+    assert incremental == full and len(incremental["gov.quarantine_release"]) >= released
 
     chain = trace_resource(f"Observation/{afp_id}", settings)
     manifest = json.loads(

@@ -384,6 +384,93 @@ def _update_core(con: duckdb.DuckDBPyConnection) -> bool:
     return True
 
 
+# Columns quarantine_state_sql adds to the entries read from the batches' quarantine files.
+_STATE_COLUMNS = ("origin_batch_id", "released_by", "released_at", "open")
+
+
+def _update_gov(con: duckdb.DuckDBPyConnection, pending: list) -> bool:
+    """Replace the gov run rows of the `pending` batches only and recompute the quarantine
+    state; False (nothing changed) if a run table is missing or a new file does not fit it.
+
+    Reading every batch's files again cost ~4.5 s per build after a year of nightlies
+    (1,095 batches, ~6,500 files), whatever the night's delta.
+    """
+    from pipeline.replay import RELEASE_FILE, quarantine_state_sql
+
+    tables = con.execute(
+        "SELECT schema_name || '.' || table_name FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND schema_name = 'gov'"
+    ).fetchall()
+    if not set(RUN_TABLES) <= {table for (table,) in tables}:
+        return False
+    folders = [folder for _, _, folder in pending]
+    mine = "(hospital, {}) IN (SELECT (hospital, batch_id) FROM _pending)"
+    files = {
+        "_entries": [f / f"quarantine_{s}.parquet" for f in folders for s in QUARANTINE_STAGES],
+        "gov.dq_result": [f / "dq_result.parquet" for f in folders],
+        "gov.reconciliation": [f / "reconciliation.parquet" for f in folders],
+        "gov.quarantine_release": [f / RELEASE_FILE for f in folders],
+    }
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("CREATE TEMP TABLE _pending (hospital VARCHAR, batch_id VARCHAR)")
+        con.executemany("INSERT INTO _pending VALUES (?, ?)", [p[:2] for p in pending])
+        con.execute(
+            f"CREATE TEMP TABLE _entries AS SELECT * EXCLUDE ({', '.join(_STATE_COLUMNS)}) "
+            f"FROM gov.quarantine WHERE NOT {mine.format('batch_id')}"
+        )
+        for table in ("gov.load_run", "gov.dq_result", "gov.reconciliation"):
+            con.execute(f"DELETE FROM {table} WHERE {mine.format('batch_id')}")
+        con.execute(f"DELETE FROM gov.quarantine_release WHERE {mine.format('replay_batch_id')}")
+        con.executemany(
+            f"INSERT INTO gov.load_run VALUES ({', '.join('?' * len(_LOAD_RUN_COLUMNS))})",
+            _load_runs(folders),
+        )
+        for table, paths in files.items():
+            found = [path for path in paths if path.is_file()]
+            if found:
+                con.execute(
+                    f"INSERT INTO {table} BY NAME SELECT * FROM "
+                    f"read_parquet({_sql_list(found)}, union_by_name = true)"
+                )
+        con.execute("DROP TABLE gov.quarantine")
+        con.execute(
+            "CREATE TABLE gov.quarantine AS "
+            + quarantine_state_sql("_entries", "gov.quarantine_release")
+        )
+        con.execute("COMMIT")
+    except duckdb.Error as exc:  # e.g. a file with a column the table lacks: reload in full
+        con.execute("ROLLBACK")
+        log.info("gov tables reloaded in full: %s", str(exc).splitlines()[0])
+        return False
+    finally:
+        con.execute("DROP TABLE IF EXISTS _pending")
+        con.execute("DROP TABLE IF EXISTS _entries")
+    return True
+
+
+_LOAD_RUN_COLUMNS = (
+    "hospital",
+    "batch_id",
+    "status",
+    "finished_at",
+    "mapping_version",
+    "read",
+    "loaded",
+    "quarantined",
+    "dropped",
+    "resources",
+    "kind",
+    "replay_of",
+)
+
+
+def _load_runs(folders: list[Path]) -> list[list]:
+    """gov.load_run rows from the batches' load_run.json (replay runs have a kind)."""
+    runs = [json.loads((f / "load_run.json").read_text(encoding="utf-8")) for f in folders]
+    return [[r.get(k, "sync" if k == "kind" else None) for k in _LOAD_RUN_COLUMNS] for r in runs]
+
+
 def _load_gov(con: duckdb.DuckDBPyConnection, batches: list) -> None:
     """gov run tables: load runs, quarantine, DQ results and reconciliation of finished batches."""
     for table in RUN_TABLES:
@@ -396,30 +483,15 @@ def _load_gov(con: duckdb.DuckDBPyConnection, batches: list) -> None:
         "gov.dq_result": [f / "dq_result.parquet" for f in folders],
         "gov.reconciliation": [f / "reconciliation.parquet" for f in folders],
     }
-    columns = (
-        "hospital",
-        "batch_id",
-        "status",
-        "finished_at",
-        "mapping_version",
-        "read",
-        "loaded",
-        "quarantined",
-        "dropped",
-        "resources",
-        "kind",
-        "replay_of",
-    )
-    runs = [json.loads((f / "load_run.json").read_text(encoding="utf-8")) for f in folders]
+    rows = _load_runs(folders)
     con.execute(
         """CREATE TABLE gov.load_run (hospital VARCHAR, batch_id VARCHAR, status VARCHAR,
         finished_at TIMESTAMPTZ, mapping_version VARCHAR, "read" BIGINT, loaded BIGINT,
         quarantined BIGINT, dropped BIGINT, resources BIGINT, kind VARCHAR, replay_of VARCHAR)"""
     )
-    if runs:
+    if rows:
         con.executemany(
-            "INSERT INTO gov.load_run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [[r.get(k, "sync" if k == "kind" else None) for k in columns] for r in runs],
+            "INSERT INTO gov.load_run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
         )
     for table, paths in parquet.items():
         existing = [p for p in paths if p.is_file()]
@@ -470,9 +542,11 @@ def _create_from_frame(con: duckdb.DuckDBPyConnection, table: str, frame: object
         con.unregister("_frame")
 
 
-def _recompute_curated(con: duckdb.DuckDBPyConnection, batches: list, incremental: bool) -> None:
-    """core.* (only the merged resources when `incremental` allows), then cohort.* and the gov
-    run tables in full from core.* and the gov files."""
+def _recompute_curated(
+    con: duckdb.DuckDBPyConnection, batches: list, incremental: bool, pending: list | None
+) -> None:
+    """core.* (only the merged resources when `incremental` allows), cohort.* in full from
+    core.*, then the gov run tables: the `pending` batches' rows only (None: in full)."""
     con.execute("DROP SCHEMA IF EXISTS cohort CASCADE")
     if not (incremental and _update_core(con)):
         _load_core(con)
@@ -480,7 +554,8 @@ def _recompute_curated(con: duckdb.DuckDBPyConnection, batches: list, incrementa
     from warehouse.cohorts import build_cohorts  # lazily: cohort SQL is read only by builds
 
     build_cohorts(con)
-    _load_gov(con, batches)
+    if pending is None or not _update_gov(con, pending):
+        _load_gov(con, batches)
 
 
 def count_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -547,7 +622,12 @@ def _write_build(
         if build["mode"] == "incremental":
             _compact_without_vacuum(con)
         merge_batches(con, settings, pending)
-        _recompute_curated(con, batches, incremental=build["core"] == "delta")
+        _recompute_curated(
+            con,
+            batches,
+            incremental=build["core"] == "delta",
+            pending=pending if build["mode"] == "incremental" else None,
+        )
         con.execute(
             "INSERT INTO gov.build_run VALUES (?, ?, ?, ?)",
             [dt.datetime.now(dt.UTC), build["mode"], len(pending), build["views"]],

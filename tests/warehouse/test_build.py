@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
 from pipeline.settings import Settings, load_settings
@@ -316,3 +318,38 @@ def test_incremental_builds_rewrite_a_table_only_past_the_deleted_share(tmp_path
         con.execute(columns + " AND schema_name = 'fhir'").fetchall()
     )
     assert build_module.deleted_shares(con)["fhir.observation"] == pytest.approx(0.01)
+
+
+def test_incremental_build_reads_only_the_new_batches_gov_files(settings: Settings) -> None:
+    """gov run rows of applied batches stay as loaded: their files are not read again (a year
+    of nightlies is ~6,500 of them); a full rebuild reads them all."""
+    _first_batch(settings)
+    build_warehouse(settings)
+    recon = settings.gov / "east_liver" / batch_id(1) / "reconciliation.parquet"
+    frame = pd.read_parquet(recon)
+    frame["read"] = 999
+    frame.to_parquet(recon, index=False)
+    _second_batch(settings)
+    build_warehouse(settings)
+    query = "SELECT batch_id, read FROM gov.reconciliation ORDER BY 1"
+    assert _query(settings, query) == [(batch_id(1), 3), (batch_id(2), 3)]
+    build_warehouse(settings, full=True)
+    assert _query(settings, query) == [(batch_id(1), 999), (batch_id(2), 3)]
+
+
+def test_a_new_gov_file_that_does_not_fit_reloads_the_gov_tables_in_full(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    _first_batch(settings)
+    build_warehouse(settings)
+    _second_batch(settings)
+    recon = settings.gov / "east_liver" / batch_id(2) / "reconciliation.parquet"
+    frame = pd.read_parquet(recon)
+    frame["new_column"] = "x"
+    frame.to_parquet(recon, index=False)
+    with caplog.at_level(logging.INFO, logger="warehouse.build"):
+        build_warehouse(settings)
+    assert "gov tables reloaded in full" in caplog.text
+    assert _query(settings, "SELECT count(*), count(new_column) FROM gov.reconciliation") == [
+        (2, 1)
+    ]
