@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-import json
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -28,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.batch_cache import newest_per_key
 from pipeline.batch_files import (
     BatchFiles,
     NdjsonAppender,
@@ -225,79 +223,47 @@ def _payload(frame: pd.DataFrame) -> pd.Series:
 # Patient columns the cross-table checks need (dates for event order), plus the row hash.
 _PATIENT_COLUMNS = ["patient_key", "birth_date", "death_date", "_row_hash"]
 _KNOWN_COLUMNS = _PATIENT_COLUMNS[:3]
-# Per hospital, beside its staging tables: the known patients of its oldest finished batches.
+# Per hospital, beside its staging tables: the known patients of its finished batches.
 KNOWN_PATIENTS = "_known_patients.parquet"
-_KNOWN_BATCHES_KEY = b"walnut_batches"
 
 
 def _known_patients(
     files: BatchFiles, this_batch: pd.DataFrame | None, bad: set[str]
 ) -> pd.DataFrame:
     """Patients loaded by any finished batch of the hospital plus this batch's good ones: one
-    row per patient_key with birth and death dates (the newest batch's values)."""
-    parts = [_finished_patients(files)]
-    if this_batch is not None:
-        good = this_batch.loc[~this_batch["_row_hash"].isin(bad), _PATIENT_COLUMNS]
-        parts.append(conform_dates(good))
-    return _newest_per_patient(parts)
+    row per patient_key with birth and death dates (the newest batch's values).
 
-
-def _newest_per_patient(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """One row per patient_key, the last one of `parts` in order (frames of conformed dates)."""
-    known = pd.concat([part[_KNOWN_COLUMNS] for part in parts], ignore_index=True)
-    known = known.dropna(subset=["patient_key"])
-    return known.drop_duplicates("patient_key", keep="last")
-
-
-def _finished_patients(files: BatchFiles) -> pd.DataFrame:
-    """Known patients of the hospital's finished batches other than `files`' own.
-
-    Read from KNOWN_PATIENTS, extended by the batches finished since it was written: reading
-    every batch's patient file and quarantine again cost ~2.5 s per hospital and sync after a
-    year of nightlies. A finished batch's files never change, so the file stays valid while
-    the batches it holds are the oldest finished ones; otherwise (say, a batch that finished
-    out of order) it is rebuilt from every batch.
+    The finished batches' part comes from a cache (`pipeline.batch_cache`): reading every
+    batch's patient file and quarantine again cost ~3 s per hospital and sync after a year
+    of nightlies.
     """
     folder = files.settings.staging / files.hospital
-    batches = [
+    finished = [
         path.stem
         for path in sorted((folder / "patient").glob("*.parquet"))
         if path.stem != files.batch_id
         and _finished(BatchFiles(files.settings, files.hospital, path.stem))
     ]
-    cached, held = _read_known(folder / KNOWN_PATIENTS)
-    if batches[: len(held)] != held:
-        cached, held = None, []
-    parts = [] if cached is None else [cached]
-    for batch_id in batches[len(held) :]:
-        batch = BatchFiles(files.settings, files.hospital, batch_id)
-        frame = pq.read_table(batch.staging("patient"), columns=_PATIENT_COLUMNS).to_pandas()
-        quarantined = _quarantined_hashes(batch, "validate")
-        parts.append(conform_dates(frame[~frame["_row_hash"].isin(quarantined)]))
-    if not parts:
-        return conform_dates(pd.DataFrame(columns=_KNOWN_COLUMNS))
-    known = _newest_per_patient(parts)
-    if len(batches) > len(held):
-        _write_known(folder / KNOWN_PATIENTS, known, batches)
-    return known
+    parts = [
+        newest_per_key(
+            folder / KNOWN_PATIENTS,
+            finished,
+            partial(_good_patients, files),
+            "patient_key",
+            _KNOWN_COLUMNS,
+        )
+    ]
+    if this_batch is not None:
+        parts.append(this_batch.loc[~this_batch["_row_hash"].isin(bad), _KNOWN_COLUMNS])
+    known = pd.concat([conform_dates(part) for part in parts], ignore_index=True)
+    return known.dropna(subset=["patient_key"]).drop_duplicates("patient_key", keep="last")
 
 
-def _read_known(path: Path) -> tuple[pd.DataFrame | None, list[str]]:
-    """The cached known patients and the batch ids they come from; (None, []) if absent."""
-    try:
-        table = pq.read_table(path)
-        held = json.loads(table.schema.metadata[_KNOWN_BATCHES_KEY])
-    except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
-        return None, []
-    return conform_dates(table.to_pandas()), held
-
-
-def _write_known(path: Path, known: pd.DataFrame, batches: list[str]) -> None:
-    table = pa.Table.from_pandas(known, preserve_index=False)
-    table = table.replace_schema_metadata({_KNOWN_BATCHES_KEY: json.dumps(batches)})
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    pq.write_table(table, partial)
-    os.replace(partial, path)
+def _good_patients(files: BatchFiles, batch_id: str) -> pd.DataFrame:
+    """A finished batch's staged patient rows that validation did not quarantine."""
+    batch = BatchFiles(files.settings, files.hospital, batch_id)
+    frame = pq.read_table(batch.staging("patient"), columns=_PATIENT_COLUMNS).to_pandas()
+    return frame[~frame["_row_hash"].isin(_quarantined_hashes(batch, "validate"))]
 
 
 def conform_dates(frame: pd.DataFrame) -> pd.DataFrame:

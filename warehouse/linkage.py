@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -143,29 +144,45 @@ def linkage_records(con: duckdb.DuckDBPyConnection, settings: Settings) -> pd.Da
     return records
 
 
+NAME_KEYS = "_name_keys.parquet"  # per hospital, beside its staging tables (batch_cache)
+
+
 def staged_name_keys(con: duckdb.DuckDBPyConnection, settings: Settings) -> pd.DataFrame:
-    """patient_id -> name keys from the patient staging Parquet of applied batches (newest wins)."""
+    """patient_id -> name keys from the patient staging Parquet of applied batches (newest wins).
+
+    Per hospital from a cache (`pipeline.batch_cache`) extended by the batches applied since:
+    reading every batch's file again cost ~1 s per hospital and build after a year.
+    """
+    from pipeline.batch_cache import newest_per_key
+
     batches = con.execute(
         "SELECT hospital, batch_id FROM gov.applied_batch ORDER BY batch_id, hospital"
     ).fetchall()
     frames = []
-    for hospital, batch_id in batches:
-        path = settings.staging / hospital / "patient" / f"{batch_id}.parquet"
-        if path.is_file():
-            frames.append(_read_keys(path, hospital, batch_id))
+    for hospital in sorted({hospital for hospital, _ in batches}):
+        folder = settings.staging / hospital
+        staged = [
+            batch_id
+            for h, batch_id in batches
+            if h == hospital and (folder / "patient" / f"{batch_id}.parquet").is_file()
+        ]
+        read = partial(_read_keys, folder / "patient", hospital)
+        columns = ["patient_key", *NAME_KEY_COLUMNS, "hospital"]
+        frames.append(newest_per_key(folder / NAME_KEYS, staged, read, "patient_key", columns))
+    frames = [frame for frame in frames if len(frame)]
     if not frames:
         return pd.DataFrame(columns=["patient_id", *NAME_KEY_COLUMNS])
-    staged = pd.concat(frames, ignore_index=True).dropna(subset=["patient_key"])
-    staged = staged.sort_values("batch_id", kind="stable")
+    staged = pd.concat(frames, ignore_index=True)
     pairs = staged[["hospital", "patient_key"]].drop_duplicates()
     ids = {(h, k): patient_id(h, k) for h, k in pairs.itertuples(index=False)}
     staged["patient_id"] = [ids[(h, k)] for h, k in zip(staged["hospital"], staged["patient_key"])]
-    newest = staged.drop_duplicates("patient_id", keep="last")
-    return newest[["patient_id", *NAME_KEY_COLUMNS]].reset_index(drop=True)
+    return staged[["patient_id", *NAME_KEY_COLUMNS]].reset_index(drop=True)
 
 
-def _read_keys(path: Path, hospital: str, batch_id: str) -> pd.DataFrame:
-    """The patient_key and name key columns of one staging file (null if staged before them)."""
+def _read_keys(folder: Path, hospital: str, batch_id: str) -> pd.DataFrame:
+    """The patient_key and name key columns of a batch's patient staging file in `folder`
+    (null if staged before them)."""
+    path = folder / f"{batch_id}.parquet"
     present = set(pq.read_schema(path).names)
     columns = [c for c in ("patient_key", *NAME_KEY_COLUMNS) if c in present]
     frame = pq.read_table(path, columns=columns).to_pandas()
