@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 # The stages of one sync measured one at a time, in pipeline order, on the same home.
+# Batches per hospital for the history step: a year of nightly syncs.
+HISTORY_BATCHES = 365
 ISOLATED = ("land", "extract", "stage", "validate", "fhir", "finish", "build", "flatten")
 
 
@@ -69,8 +71,11 @@ def _with_rates(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def run_scale(scale: Scale, work: Path, *, gx: bool, naive: bool) -> dict[str, Any]:
-    """Generate a scale, measure each stage alone, then full sync + build and a 1 % delta."""
+def run_scale(
+    scale: Scale, work: Path, *, gx: bool, naive: bool, history: int = 0
+) -> dict[str, Any]:
+    """Generate a scale, measure each stage alone, then full sync + build and a 1 % delta;
+    with `history`, the per-night costs after that many batches per hospital."""
     home = work / scale.name / "stages"
     e2e = work / scale.name / "end_to_end"
     for folder in (home, e2e):
@@ -97,6 +102,9 @@ def run_scale(scale: Scale, work: Path, *, gx: bool, naive: bool) -> dict[str, A
     log.info("%s: nightly delta sync + build", scale.name)
     out["delta"] = nightly(e2e, work)
     out["delta"]["ratio_to_full"] = round(out["delta"]["seconds"] / out["full"]["seconds"], 4)
+    if history:
+        log.info("%s: a year of nightlies (%d batches per hospital)", scale.name, history)
+        out["history"] = run_child("history", e2e, work, batches=history)
     return out
 
 
@@ -139,15 +147,26 @@ def speedups(small: dict[str, Any]) -> dict[str, float]:
 
 
 def run_benchmark(
-    scales: list[Scale], work: Path, naive: bool = True, gx_million: bool = True
+    scales: list[Scale],
+    work: Path,
+    naive: bool = True,
+    gx_million: bool = True,
+    history: int = HISTORY_BATCHES,
 ) -> dict[str, Any]:
-    """All scales; GX 1M rows once (on the first scale), naive baseline on the smallest."""
+    """All scales; GX 1M rows, the naive baseline and a year of nightlies once, on the first
+    (smallest) scale."""
     work.mkdir(parents=True, exist_ok=True)
     run_child("warm_up", work / "warm_up", work)  # compiles and caches the bytecode
     results: dict[str, Any] = {"imports": run_child("warm_up", work / "warm_up", work)}
     for index, scale in enumerate(scales):
         first = index == 0
-        results[scale.name] = run_scale(scale, work, gx=gx_million and first, naive=naive and first)
+        results[scale.name] = run_scale(
+            scale,
+            work,
+            gx=gx_million and first,
+            naive=naive and first,
+            history=history if first else 0,
+        )
     imports = results.pop("imports")
     report: dict[str, Any] = {"imports": imports, "scales": results}
     first = results[scales[0].name]

@@ -229,6 +229,19 @@ def warm_up(settings: Settings | None) -> dict[str, Any]:
     return {}
 
 
+def history(settings: Settings, batches: int = 365) -> dict[str, Any]:
+    """Per-night costs after a year of nightlies, on copies of this home's finished batches."""
+    from benchmarks.history import measure, replicate
+
+    home = settings.home / "_bench" / "history"
+    shutil.rmtree(home, ignore_errors=True)
+    replicate(settings, home, batches)
+    try:
+        return measure(load_settings({"WALNUT_HOME": str(home), "WALNUT_DEMO": "1"}))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def naive(settings: Settings) -> dict[str, Any]:
     from benchmarks.naive import run_naive
 
@@ -251,6 +264,7 @@ STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "make_delta": make_delta,
     "gx_million": gx_million,
     "naive": naive,
+    "history": history,
 }
 
 

@@ -71,6 +71,13 @@ def test_speedup_is_a_throughput_ratio() -> None:
 def test_targets_and_tables(tmp_path: Path) -> None:
     report = _report()
     report["speedup_vs_naive"] = speedups(report["scales"]["small"])
+    timings = ("known_patients", "name_keys", "gov")
+    history = {f"{t}_{how}_s": 0.5 for t in timings for how in ("every_batch", "cached")}
+    report["scales"]["small"]["history"] = history | {
+        "batches": 1095,
+        "hospitals": 3,
+        "gov_incremental_s": 0.04,
+    }
     rows = {t: (m, ok) for t, m, ok in target_rows(report)}
     assert rows["end to end ≥ 10,000 FHIR resources/s"] == (
         "150/s (medium, 1,500 resources)",
@@ -98,6 +105,8 @@ def test_targets_and_tables(tmp_path: Path) -> None:
     text = docs.read_text(encoding="utf-8")
     assert text.startswith("# Benchmarks\n\nhand-written notes\n")
     assert text.count("<!-- bench:begin -->") == 1 and "×50.0" in text and "4.2 s" in text
+    assert "After a year of nightlies (365 batches per hospital" in text
+    assert "gov tables 0.50 s in full, 0.04 s incremental" in text
 
 
 def test_a_step_runs_in_a_child_and_reports_rss(tmp_path: Path) -> None:
@@ -112,8 +121,11 @@ def test_a_step_runs_in_a_child_and_reports_rss(tmp_path: Path) -> None:
 def test_whole_harness_at_smoke_scale(tmp_path: Path) -> None:
     """Every stage, the full run and the delta; the 1M-row GX run and the naive baseline are
     left to `make bench` (minutes of CPU that prove nothing more about the harness)."""
-    report = run_benchmark([SCALES["smoke"]], tmp_path, naive=False, gx_million=False)
+    report = run_benchmark([SCALES["smoke"]], tmp_path, naive=False, gx_million=False, history=4)
     smoke = report["scales"]["smoke"]
+    history = smoke["history"]
+    assert (history["batches"], history["hospitals"]) == (12, 3)
+    assert all(v >= 0 for k, v in history.items() if k.endswith("_s"))
     full = smoke["full"]
     assert full["source_rows"] == smoke["stages"]["stage"]["source_rows"] > 500
     assert full["resources"] == smoke["stages"]["fhir"]["resources"] > 500
