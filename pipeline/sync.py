@@ -234,7 +234,7 @@ def _known_patients(
     row per patient_key with birth and death dates (the newest batch's values).
 
     The finished batches' part comes from a cache (`pipeline.batch_cache`): reading every
-    batch's patient file and quarantine again cost ~3 s per hospital and sync after a year
+    batch's patient file and quarantine again cost 1.6–3 s per hospital and sync after a year
     of nightlies.
     """
     folder = files.settings.staging / files.hospital

@@ -392,7 +392,7 @@ def _update_gov(con: duckdb.DuckDBPyConnection, pending: list) -> bool:
     """Replace the gov run rows of the `pending` batches only and recompute the quarantine
     state; False (nothing changed) if a run table is missing or a new file does not fit it.
 
-    Reading every batch's files again cost ~4.5 s per build after a year of nightlies
+    Reading every batch's files again cost 3.4–4.4 s per build after a year of nightlies
     (1,095 batches, ~6,500 files), whatever the night's delta.
     """
     from pipeline.replay import RELEASE_FILE, quarantine_state_sql
