@@ -26,8 +26,8 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
 
+from pipeline import sync
 from pipeline.settings import Settings, load_settings
-from pipeline.sync import finish_batch, hospital_run_date, land_and_stage, nothing_new
 from transforms.errors import WalnutError
 from transforms.processes import frozen_heap, processes
 
@@ -56,7 +56,7 @@ def _preload(hospitals: Sequence[str], settings: Settings) -> None:
     dates = set()
     for hospital in hospitals:
         try:
-            dates.add(hospital_run_date(hospital, settings))
+            dates.add(sync.hospital_run_date(hospital, settings))
         except WalnutError:  # a broken mapping: the hospital's own sync reports it
             continue
     for run_date in sorted(dates):
@@ -93,7 +93,7 @@ def sync_hospitals(
     if jobs <= 1:
         for hospital in hospitals:
             try:
-                yield hospital, _sync_one(hospital, settings)
+                yield hospital, sync.sync_hospital(hospital, settings)
             except Exception as exc:  # reported per hospital by the caller
                 yield hospital, exc
         return
@@ -122,7 +122,7 @@ def sync_hospitals(
                 if isinstance(outcome, str):  # a batch the early process staged
                     staged.append((hospital, outcome))
                 else:
-                    yield hospital, nothing_new(hospital) if outcome is None else outcome
+                    yield hospital, sync.nothing_new(hospital) if outcome is None else outcome
             if not child.owed:
                 del running[reader]
 
@@ -160,14 +160,6 @@ class _Child:
         self.owed = []
 
 
-def _sync_one(hospital: str, settings: Settings) -> dict:
-    """sync_hospital, from the two halves this module also runs apart."""
-    batch_id = land_and_stage(hospital, settings)
-    if batch_id is None:
-        return nothing_new(hospital)
-    return finish_batch(hospital, batch_id, settings)
-
-
 def _start(target: Any, *args: Any) -> tuple[Connection, BaseProcess]:
     """Fork a process running `target(*args, writer)`; it sends (hospital, outcome) pairs."""
     context = multiprocessing.get_context("fork")
@@ -190,15 +182,15 @@ def _stage_in_turn(
             if index >= len(hospitals):
                 return
             claimed.value = index + 1
-        _send(writer, hospitals[index], partial(land_and_stage, hospitals[index], settings))
+        _send(writer, hospitals[index], partial(sync.land_and_stage, hospitals[index], settings))
 
 
 def _sync_and_send(hospital: str, settings: Settings, writer: Connection) -> None:
-    _send(writer, hospital, partial(_sync_one, hospital, settings))
+    _send(writer, hospital, partial(sync.sync_hospital, hospital, settings))
 
 
 def _finish_one(hospital: str, batch_id: str, settings: Settings, writer: Connection) -> None:
-    _send(writer, hospital, partial(finish_batch, hospital, batch_id, settings))
+    _send(writer, hospital, partial(sync.finish_batch, hospital, batch_id, settings))
 
 
 def _send(writer: Connection, hospital: str, work: partial) -> None:

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import pipeline.parallel as parallel
+import pipeline.sync as sync
 from pipeline.cli import app
 from pipeline.settings import Settings, load_settings
 from transforms.errors import ConfigError
@@ -66,9 +67,9 @@ def _sync_all_with(
     """`sync_hospitals` over every hospital and one unknown, two at a time, with `fake` as
     each hospital's landing and staging and `finish` as the rest (forked processes inherit
     the patches)."""
-    monkeypatch.setattr(parallel, "land_and_stage", fake)
+    monkeypatch.setattr(sync, "land_and_stage", fake)
     if finish is not None:
-        monkeypatch.setattr(parallel, "finish_batch", finish)
+        monkeypatch.setattr(sync, "finish_batch", finish)
     settings = load_settings({"WALNUT_HOME": str(tmp_path), "WALNUT_DEMO": "1"})
     return dict(parallel.sync_hospitals([*HOSPITALS, "no_such_hospital"], settings, jobs=2))
 
@@ -84,7 +85,7 @@ def test_one_failing_hospital_does_not_stop_the_others(
 def test_cli_reports_every_hospital_and_exits_2_on_a_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(parallel, "land_and_stage", _fail_north)
+    monkeypatch.setattr(sync, "land_and_stage", _fail_north)
     monkeypatch.setenv("WALNUT_HOME", str(tmp_path))
     monkeypatch.setenv("WALNUT_DEMO", "1")
     for hospital in HOSPITALS:
