@@ -15,8 +15,9 @@ tombstoned (`_changed`), and only those resources are flattened again; their old
 found by the view's `getResourceKey()` column. A full build, a changed views fingerprint (the
 ViewDefinitions, the compiler's code and the DuckDB version) or a view without a resource key
 column recompute core.* in full, so an incremental build always equals a full rebuild. The
-cohort marts are recomputed in full from core.* (per-patient SQL, cheap), and so are the `gov.*`
-run tables from the small per-batch gov files. core.patient_link is recomputed only when its
+cohort marts are recomputed in full from core.* (per-patient SQL, cheap); the `gov.*` run
+tables take the new batches' gov files only, and the quarantine state is recomputed from them
+and the entries already loaded. core.patient_link is recomputed only when its
 inputs changed (warehouse/linkage.py), and the Parquet snapshot reuses unchanged partitions of
 the previous one (warehouse/export.py). Replaced versions stay in fhir.* and core.* as rows
 marked deleted, with DuckDB's vacuum off, until a fifth of a table's rows are: the build then
@@ -395,7 +396,7 @@ def _update_gov(con: duckdb.DuckDBPyConnection, pending: list) -> bool:
     Reading every batch's files again cost 3.4–4.4 s per build after a year of nightlies
     (1,095 batches, ~6,500 files), whatever the night's delta.
     """
-    from pipeline.replay import RELEASE_FILE, quarantine_state_sql
+    from pipeline.replay import quarantine_state_sql
 
     tables = con.execute(
         "SELECT schema_name || '.' || table_name FROM duckdb_tables() "
@@ -405,12 +406,6 @@ def _update_gov(con: duckdb.DuckDBPyConnection, pending: list) -> bool:
         return False
     folders = [folder for _, _, folder in pending]
     mine = "(hospital, {}) IN (SELECT (hospital, batch_id) FROM _pending)"
-    files = {
-        "_entries": [f / f"quarantine_{s}.parquet" for f in folders for s in QUARANTINE_STAGES],
-        "gov.dq_result": [f / "dq_result.parquet" for f in folders],
-        "gov.reconciliation": [f / "reconciliation.parquet" for f in folders],
-        "gov.quarantine_release": [f / RELEASE_FILE for f in folders],
-    }
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("CREATE TEMP TABLE _pending (hospital VARCHAR, batch_id VARCHAR)")
@@ -422,15 +417,13 @@ def _update_gov(con: duckdb.DuckDBPyConnection, pending: list) -> bool:
         for table in ("gov.load_run", "gov.dq_result", "gov.reconciliation"):
             con.execute(f"DELETE FROM {table} WHERE {mine.format('batch_id')}")
         con.execute(f"DELETE FROM gov.quarantine_release WHERE {mine.format('replay_batch_id')}")
-        con.executemany(
-            f"INSERT INTO gov.load_run VALUES ({', '.join('?' * len(_LOAD_RUN_COLUMNS))})",
-            _load_runs(folders),
-        )
-        for table, paths in files.items():
+        _insert_load_runs(con, folders)
+        for table, paths in _gov_files(folders).items():
             found = [path for path in paths if path.is_file()]
             if found:
+                target = "_entries" if table == "gov.quarantine" else table
                 con.execute(
-                    f"INSERT INTO {table} BY NAME SELECT * FROM "
+                    f"INSERT INTO {target} BY NAME SELECT * FROM "
                     f"read_parquet({_sql_list(found)}, union_by_name = true)"
                 )
         con.execute("DROP TABLE gov.quarantine")
@@ -465,10 +458,27 @@ _LOAD_RUN_COLUMNS = (
 )
 
 
-def _load_runs(folders: list[Path]) -> list[list]:
+def _insert_load_runs(con: duckdb.DuckDBPyConnection, folders: list[Path]) -> None:
     """gov.load_run rows from the batches' load_run.json (replay runs have a kind)."""
     runs = [json.loads((f / "load_run.json").read_text(encoding="utf-8")) for f in folders]
-    return [[r.get(k, "sync" if k == "kind" else None) for k in _LOAD_RUN_COLUMNS] for r in runs]
+    rows = [[r.get(k, "sync" if k == "kind" else None) for k in _LOAD_RUN_COLUMNS] for r in runs]
+    if rows:
+        marks = ", ".join("?" * len(_LOAD_RUN_COLUMNS))
+        con.executemany(f"INSERT INTO gov.load_run VALUES ({marks})", rows)
+
+
+def _gov_files(folders: list[Path]) -> dict[str, list[Path]]:
+    """Each gov run table's per-batch files (present or not), in the batches' order."""
+    from pipeline.replay import RELEASE_FILE
+
+    return {
+        "gov.quarantine": [
+            f / f"quarantine_{s}.parquet" for f in folders for s in QUARANTINE_STAGES
+        ],
+        "gov.dq_result": [f / "dq_result.parquet" for f in folders],
+        "gov.reconciliation": [f / "reconciliation.parquet" for f in folders],
+        "gov.quarantine_release": [f / RELEASE_FILE for f in folders],
+    }
 
 
 def _load_gov(con: duckdb.DuckDBPyConnection, batches: list) -> None:
@@ -476,24 +486,15 @@ def _load_gov(con: duckdb.DuckDBPyConnection, batches: list) -> None:
     for table in RUN_TABLES:
         con.execute(f"DROP TABLE IF EXISTS {table}")
     folders = [folder for _, _, folder in batches]
-    parquet = {
-        "gov.quarantine": [
-            f / f"quarantine_{s}.parquet" for f in folders for s in QUARANTINE_STAGES
-        ],
-        "gov.dq_result": [f / "dq_result.parquet" for f in folders],
-        "gov.reconciliation": [f / "reconciliation.parquet" for f in folders],
-    }
-    rows = _load_runs(folders)
     con.execute(
         """CREATE TABLE gov.load_run (hospital VARCHAR, batch_id VARCHAR, status VARCHAR,
         finished_at TIMESTAMPTZ, mapping_version VARCHAR, "read" BIGINT, loaded BIGINT,
         quarantined BIGINT, dropped BIGINT, resources BIGINT, kind VARCHAR, replay_of VARCHAR)"""
     )
-    if rows:
-        con.executemany(
-            "INSERT INTO gov.load_run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
-        )
-    for table, paths in parquet.items():
+    _insert_load_runs(con, folders)
+    files = _gov_files(folders)
+    releases = [p for p in files.pop("gov.quarantine_release") if p.is_file()]
+    for table, paths in files.items():
         existing = [p for p in paths if p.is_file()]
         if existing:
             con.execute(
@@ -502,16 +503,16 @@ def _load_gov(con: duckdb.DuckDBPyConnection, batches: list) -> None:
             )
         else:
             con.execute(f"CREATE TABLE {table} (hospital VARCHAR, batch_id VARCHAR)")
-    _load_quarantine_state(con, folders)
+    _load_quarantine_state(con, releases)
 
 
-def _load_quarantine_state(con: duckdb.DuckDBPyConnection, folders: list[Path]) -> None:
-    """gov.quarantine_release (replay audit trail) and, on gov.quarantine, whether each entry
-    is still `open` or was `released_by` a replay batch (pipeline/replay.py owns the rule)."""
+def _load_quarantine_state(con: duckdb.DuckDBPyConnection, releases: list[Path]) -> None:
+    """gov.quarantine_release (replay audit trail, from the `releases` files) and, on
+    gov.quarantine, whether each entry is still `open` or was `released_by` a replay batch
+    (pipeline/replay.py owns the rule)."""
     from pipeline.batch_files import quarantine_frame
-    from pipeline.replay import RELEASE_FILE, empty_release, quarantine_state_sql
+    from pipeline.replay import empty_release, quarantine_state_sql
 
-    releases = [f / RELEASE_FILE for f in folders if (f / RELEASE_FILE).is_file()]
     if releases:
         con.execute(
             "CREATE TABLE gov.quarantine_release AS SELECT * FROM "
