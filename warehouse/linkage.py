@@ -172,11 +172,11 @@ def staged_name_keys(con: duckdb.DuckDBPyConnection, settings: Settings) -> pd.D
     frames = [frame for frame in frames if len(frame)]
     if not frames:
         return pd.DataFrame(columns=["patient_id", *NAME_KEY_COLUMNS])
-    staged = pd.concat(frames, ignore_index=True)
-    pairs = staged[["hospital", "patient_key"]].drop_duplicates()
-    ids = {(h, k): patient_id(h, k) for h, k in pairs.itertuples(index=False)}
-    staged["patient_id"] = [ids[(h, k)] for h, k in zip(staged["hospital"], staged["patient_key"])]
-    return staged[["patient_id", *NAME_KEY_COLUMNS]].reset_index(drop=True)
+    staged = pd.concat(frames, ignore_index=True)  # one row per (hospital, patient_key)
+    staged["patient_id"] = [
+        patient_id(h, k) for h, k in zip(staged["hospital"], staged["patient_key"], strict=True)
+    ]
+    return staged[["patient_id", *NAME_KEY_COLUMNS]]
 
 
 def _read_keys(folder: Path, hospital: str, batch_id: str) -> pd.DataFrame:
@@ -189,7 +189,7 @@ def _read_keys(folder: Path, hospital: str, batch_id: str) -> pd.DataFrame:
     for column in ("patient_key", *NAME_KEY_COLUMNS):
         if column not in frame:
             frame[column] = pd.NA
-    frame["hospital"], frame["batch_id"] = hospital, batch_id
+    frame["hospital"] = hospital
     return frame
 
 
