@@ -302,3 +302,23 @@ def test_partition_folders_and_rows_match_duckdbs_own_partitioned_copy(tmp_path:
             f"DESCRIBE SELECT * FROM '{reference}/hospital=east_liver/*.parquet'"
         ).fetchall()
     )
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_snapshot_leaves_the_connections_row_order_setting_as_it_found_it(
+    tmp_path: Path, kept: bool
+) -> None:
+    """COPY may reorder rows while the snapshot is written (it held rows back to keep their
+    order, which under the memory limit evicted the table's blocks); the build's own
+    statements after it keep the setting they had."""
+    con = duckdb.connect()
+    con.execute(f"SET preserve_insertion_order = {str(kept).lower()}")
+    con.execute("CREATE SCHEMA core")
+    con.execute(
+        "CREATE TABLE core.sample AS SELECT 'east_liver' AS hospital, range AS n FROM range(5)"
+    )
+    snapshot = write_snapshot(con, tmp_path / "warehouse")
+    setting = "SELECT current_setting('preserve_insertion_order')"
+    assert con.execute(setting).fetchone()[0] is kept
+    files = f"'{snapshot}/core.sample/*/*.parquet'"
+    assert sorted(r[0] for r in con.execute(f"SELECT n FROM {files}").fetchall()) == list(range(5))
