@@ -144,7 +144,13 @@ def stage_batch(hospital: str, batch_id: str, settings: Settings | None = None) 
 
 @dataclass
 class _Staging:
-    """A batch being staged: one Parquet writer per table, counts and extract rejections."""
+    """A batch being staged: one Parquet writer per table, counts and extract rejections.
+
+    Small chunks of one source in a row (an HL7 feed lands one file per day, a few hundred
+    rows each) are standardised together, up to `chunk_rows`: standardising costs ~30 ms a call
+    whatever its rows, most of south_general's staging at ~1M rows when paid per file. Rows,
+    their order and their lineage (`_source_file` per row) are the same either way.
+    """
 
     files: BatchFiles
     mapping: SiteMapping
@@ -153,17 +159,54 @@ class _Staging:
     writers: dict[str, ParquetAppender] = field(default_factory=dict)
     counts: dict[str, dict] = field(default_factory=dict)
     rejected: list[dict] = field(default_factory=list)
+    pending: list[tuple[pd.DataFrame, str]] = field(default_factory=list)
+    pending_source: tuple[SourceSpec, set[str]] | None = None
+    pending_rows: int = 0
 
     def add(self, spec: SourceSpec, raw: RawTable, landed_name: str, seen: set[str]) -> None:
-        """Standardise one raw chunk and append it to its table's staging file."""
+        """Take one raw chunk; standardised and appended once `chunk_rows` rows are pending."""
         files, table = self.files, spec.table
         source_file = raw.source_name or landed_name
+        counts = self.counts.setdefault(table, {"read": 0, "staged": 0, "dropped": {}})
+        counts["read"] += raw.rows_read
+        log.info(
+            "%s: %s read %d row(s) (%s)", files.hospital, source_file, raw.rows_read, raw.encoding
+        )
+        self.rejected += extract_rejections(
+            files.hospital, files.batch_id, table, source_file, raw.rejected
+        )
+        if self.pending and (
+            self.pending_source[0].key != spec.key
+            or not raw.frame.columns.equals(self.pending[0][0].columns)
+        ):
+            self.flush()
+        self.pending.append((raw.frame, source_file))
+        self.pending_source = (spec, seen)
+        self.pending_rows += len(raw.frame)
+        if self.pending_rows >= files.settings.chunk_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Standardise the pending chunks as one frame and append it to its table's file."""
+        if not self.pending:
+            return
+        (spec, seen), table = self.pending_source, self.pending_source[0].table
+        frames = [frame for frame, _ in self.pending]
+        names = [name for _, name in self.pending]
+        if len(frames) == 1:
+            raw, source_file = frames[0], names[0]
+        else:
+            raw = pd.concat(frames, ignore_index=True)
+            source_file = pd.Series(
+                np.repeat(names, [len(f) for f in frames]), index=raw.index, dtype="string"
+            )
+        self.pending, self.pending_source, self.pending_rows = [], None, 0
         staged = standardize_table(
-            raw.frame,
+            raw,
             table,
             self.mapping,
             key=self.key,
-            batch_id=files.batch_id,
+            batch_id=self.files.batch_id,
             source_file=source_file,
             units=self.units,
             source_key=spec.key,
@@ -171,26 +214,21 @@ class _Staging:
         )
         if table not in self.writers:
             self.writers[table] = ParquetAppender(
-                files.staging(table), arrow_schema(table), files.settings.chunk_rows
+                self.files.staging(table), arrow_schema(table), self.files.settings.chunk_rows
             )
         self.writers[table].append(staged.frame)
-        counts = self.counts.setdefault(table, {"read": 0, "staged": 0, "dropped": {}})
-        counts["read"] += raw.rows_read
+        counts = self.counts[table]
         counts["staged"] += len(staged.frame)
         for reason, n in staged.dropped.items():
             counts["dropped"][reason] = counts["dropped"].get(reason, 0) + n
-        log.info(
-            "%s: %s read %d row(s) (%s)", files.hospital, source_file, raw.rows_read, raw.encoding
-        )
-        self.rejected += extract_rejections(
-            files.hospital, files.batch_id, table, source_file, raw.rejected
-        )
 
     def close(self) -> None:
+        self.flush()
         for writer in self.writers.values():
             writer.close()
 
     def discard(self) -> None:
+        self.pending = []
         for writer in self.writers.values():
             writer.discard()
 

@@ -43,14 +43,26 @@ def _blank_to_na(values: pd.Series) -> pd.Series:
     return text.mask(text == "", pd.NA)
 
 
-def _check_headers(raw: pd.DataFrame, key: str, mapping: SiteMapping, source_file: str) -> None:
+def _file_names(source_file: str | pd.Series) -> str:
+    """The file name, or the names of the files whose rows a frame holds, for messages."""
+    if isinstance(source_file, str):
+        return source_file
+    names = source_file.unique().tolist()
+    if len(names) <= 3:
+        return ", ".join(names)
+    return f"{len(names)} files ({names[0]} to {names[-1]})"
+
+
+def _check_headers(
+    raw: pd.DataFrame, key: str, mapping: SiteMapping, source_file: str | pd.Series
+) -> None:
     specs = mapping.tables[key].columns
     missing = [c for c, s in specs.items() if not s.drop and c not in raw.columns]
     if missing:
         found = [c for c in raw.columns if c != "_source_row"]
         raise MappingError(
             f"{mapping.hospital}/columns.yaml: {key}: column(s) {missing} not found in "
-            f"{source_file}; its headers are {found}"
+            f"{_file_names(source_file)}; its headers are {found}"
         )
 
 
@@ -96,12 +108,15 @@ def standardize_table(
     *,
     key: bytes,
     batch_id: str,
-    source_file: str,
+    source_file: str | pd.Series,
     units: UnitTable,
     source_key: str | None = None,
     seen: set[str] | None = None,
 ) -> StagedTable:
     """Map one raw export (strings under source headers + `_source_row`) to canonical `table`.
+
+    `source_file` is the rows' lineage name: one for the frame, or one per row (aligned to
+    `raw`'s index) when the frame joins several small files of one source.
 
     `source_key` names the source's entry in columns.yaml (default: the table name). Exact
     duplicates are dropped within `raw`; pass the same `seen` set (row hashes staged so far,
@@ -183,7 +198,7 @@ def standardize_table(
         mapping.hospital,
         table,
         len(frame),
-        source_file,
+        _file_names(source_file),
         dropped or "none",
     )
     return StagedTable(frame.reset_index(drop=True), dropped)
