@@ -39,7 +39,10 @@ DEFAULT_DATE_FORMATS: tuple[str, ...] = (
 EXCEL_ORIGIN = "1899-12-30"
 EXCEL_SERIAL_MIN = 20000
 EXCEL_SERIAL_MAX = 80000
-_EXCEL_SERIAL_RE = r"^\d{5}(?:\.\d+)?$"
+# Digits as [0-9], not \d: pandas runs \d with Python's re, value by value, on any column
+# holding a non-ASCII character (a 年月日 date), and with Arrow's RE2 otherwise; values are
+# NFKC-normalised first, so full-width digits are ASCII by then.
+_EXCEL_SERIAL_RE = r"^[0-9]{5}(?:\.[0-9]+)?$"
 _DIRECTIVE = re.compile(r"(%.)")
 _REGEX_META = re.compile(r"[.^$*+?()\[\]{}|\\]")
 
@@ -198,15 +201,15 @@ def _format_shape(fmt: str) -> str | None:
         if code == "%":
             parts.append("%")
         elif code == "Y":
-            parts.append(r"\d{4}")
+            parts.append("[0-9]{4}")
         elif code == "f":
-            parts.append(r"\d{1,9}")
+            parts.append("[0-9]{1,9}")
         elif code in "mdHMS":
             neighbours = (
                 tokens[max(position - 1, 0) : position] + tokens[position + 1 : position + 2]
             )
             glued = any(_DIRECTIVE.fullmatch(n) for n in neighbours)
-            parts.append(r"\d{2}" if glued else r"\d{1,2}")
+            parts.append("[0-9]{2}" if glued else "[0-9]{1,2}")
         else:
             return None
     return "".join(parts)
