@@ -33,27 +33,26 @@ def _stage(
     landed: tuple[Path, str], root: Path, monkeypatch: pytest.MonkeyPatch, per_chunk: bool
 ) -> tuple[Settings, list[tuple[str, int]]]:
     """Stage a copy of the landing, each reader chunk alone when `per_chunk` (as before small
-    chunks were joined); (settings, (table, rows) of every standardise call)."""
+    chunks were joined); (settings, (table, cells) of every standardise call)."""
     home = root / ("per_chunk" if per_chunk else "together")
     shutil.copytree(landed[0] / "landing", home / "landing")
     settings = load_settings({"WALNUT_HOME": str(home), "WALNUT_DEMO": "1"})
-    if per_chunk:
-        add = sync._Staging.add
-
-        def add_alone(staging: sync._Staging, *args: object) -> None:
-            add(staging, *args)
-            staging.flush()
-
-        monkeypatch.setattr(sync._Staging, "add", add_alone)
     calls: list[tuple[str, int]] = []
-    real = sync.standardize_table
+    real, add = sync.standardize_table, sync._Staging.add
 
     def counted(raw: pd.DataFrame, table: str, *args: object, **kwargs: object) -> object:
-        calls.append((table, len(raw)))
+        calls.append((table, raw.size))
         return real(raw, table, *args, **kwargs)
 
-    monkeypatch.setattr(sync, "standardize_table", counted)
-    sync.stage_batch(HOSPITAL, landed[1], settings)
+    def add_alone(staging: sync._Staging, *args: object) -> None:
+        add(staging, *args)
+        staging.flush()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sync, "standardize_table", counted)
+        if per_chunk:
+            patch.setattr(sync._Staging, "add", add_alone)
+        sync.stage_batch(HOSPITAL, landed[1], settings)
     return settings, calls
 
 
@@ -75,10 +74,15 @@ def test_a_feed_of_daily_files_is_standardised_in_few_calls_with_per_file_lineag
     one_by_one, calls = _stage(landed, tmp_path, monkeypatch, per_chunk=True)
     assert len([1 for table, _ in calls if table == "lab"]) >= feed_files
 
+    # Wide rows: joined up to a cell budget (memory), so a few calls instead of one.
+    monkeypatch.setattr(sync, "JOIN_CELLS", max(lab_calls) // 4)
+    by_cells, calls = _stage(landed, tmp_path / "cells", monkeypatch, per_chunk=False)
+    assert 2 < len([1 for table, _ in calls if table == "lab"]) < feed_files
+
     for table in ("lab", "patient", "diagnosis", "treatment", "followup"):
-        pd.testing.assert_frame_equal(
-            _staged(together, landed[1], table), _staged(one_by_one, landed[1], table), obj=table
-        )
+        expected = _staged(one_by_one, landed[1], table)
+        for staged in (together, by_cells):
+            pd.testing.assert_frame_equal(_staged(staged, landed[1], table), expected, obj=table)
     lab = _staged(together, landed[1], "lab")
     from_feed = lab[lab["_source_file"].str.startswith("lab_")]
     assert from_feed["_source_file"].nunique() == feed_files - 1  # the re-sent day staged none
