@@ -169,8 +169,6 @@ class _Staging:
     rejected: list[dict] = field(default_factory=list)
     pending: list[tuple[pd.DataFrame, str]] = field(default_factory=list)
     pending_source: tuple[SourceSpec, set[str]] | None = None
-    pending_rows: int = 0
-    pending_cells: int = 0
 
     def add(self, spec: SourceSpec, raw: RawTable, landed_name: str, seen: set[str]) -> None:
         """Take one raw chunk; standardised and appended once `chunk_rows` rows or JOIN_CELLS
@@ -192,16 +190,17 @@ class _Staging:
             self.flush()
         self.pending.append((raw.frame, source_file))
         self.pending_source = (spec, seen)
-        self.pending_rows += len(raw.frame)
-        self.pending_cells += raw.frame.size
-        if self.pending_rows >= files.settings.chunk_rows or self.pending_cells >= JOIN_CELLS:
+        frames = [frame for frame, _ in self.pending]
+        rows, cells = sum(len(f) for f in frames), sum(f.size for f in frames)
+        if rows >= files.settings.chunk_rows or cells >= JOIN_CELLS:
             self.flush()
 
     def flush(self) -> None:
         """Standardise the pending chunks as one frame and append it to its table's file."""
         if not self.pending:
             return
-        (spec, seen), table = self.pending_source, self.pending_source[0].table
+        spec, seen = self.pending_source
+        table = spec.table
         frames = [frame for frame, _ in self.pending]
         names = [name for _, name in self.pending]
         if len(frames) == 1:
@@ -211,7 +210,7 @@ class _Staging:
             source_file = pd.Series(
                 np.repeat(names, [len(f) for f in frames]), index=raw.index, dtype="string"
             )
-        self.pending, self.pending_source, self.pending_rows, self.pending_cells = [], None, 0, 0
+        self.pending, self.pending_source = [], None
         staged = standardize_table(
             raw,
             table,
