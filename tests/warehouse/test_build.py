@@ -296,12 +296,14 @@ def test_incremental_builds_rewrite_a_table_only_past_the_deleted_share(tmp_path
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     for schema in ("fhir", "core", "gov"):
         con.execute(f"CREATE SCHEMA {schema}")
-    for table in ("fhir.observation", "core.observation", "gov.load_run"):
+    con.execute(f"CREATE TABLE fhir.observation ({build_module.RESOURCE_COLUMNS})")
+    con.execute("INSERT INTO fhir.observation SELECT range, '{}', 'b' FROM range(1000)")
+    for table in ("core.observation", "gov.load_run"):
         con.execute(
             f"CREATE TABLE {table} AS SELECT range AS i, 'x' || range AS s FROM range(1000)"
         )
     con.execute("CHECKPOINT")
-    con.execute("DELETE FROM fhir.observation WHERE i % 100 = 0")  # 1 %: left marked
+    con.execute("DELETE FROM fhir.observation WHERE id::INT % 100 = 0")  # 1 %: left marked
     con.execute("DELETE FROM core.observation WHERE i % 4 = 0")  # 25 %: rewritten
     con.execute("DELETE FROM gov.load_run WHERE i % 2 = 0")  # gov tables are replaced whole
     con.execute("CHECKPOINT")
@@ -314,10 +316,79 @@ def test_incremental_builds_rewrite_a_table_only_past_the_deleted_share(tmp_path
     assert build_module.deleted_shares(con)["core.observation"] == 0
     assert con.execute("SELECT * FROM core.observation ORDER BY i").fetchall() == kept
     columns = "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'observation'"
-    assert con.execute(columns + " AND schema_name = 'core'").fetchall() == (
-        con.execute(columns + " AND schema_name = 'fhir'").fetchall()
-    )
+    assert con.execute(columns + " AND schema_name = 'core'").fetchall() == [
+        ("i", "BIGINT"),
+        ("s", "VARCHAR"),
+    ]
     assert build_module.deleted_shares(con)["fhir.observation"] == pytest.approx(0.01)
+
+
+def _resource_compression(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    return {
+        row[0]
+        for row in con.execute(
+            f"SELECT compression FROM pragma_storage_info('{table}') "
+            "WHERE column_name = 'resource' AND segment_type <> 'VALIDITY'"
+        ).fetchall()
+    }
+
+
+def test_resources_are_stored_in_zstd_also_after_a_compaction(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """fhir.* keeps its JSON text in zstd (DuckDB's own string compression made the file twice
+    as large); a table rewritten past the deleted share keeps it so, and keeps its rows."""
+    _first_batch(settings)
+    build_warehouse(settings)
+    con = duckdb.connect(str(settings.warehouse_db), read_only=True)
+    try:
+        assert _resource_compression(con, "fhir.patient") == {"ZSTD"}
+    finally:
+        con.close()
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("CREATE SCHEMA fhir")
+    con.execute(f"CREATE TABLE fhir.observation ({build_module.RESOURCE_COLUMNS})")
+    con.execute(
+        "INSERT INTO fhir.observation "
+        "SELECT 'o' || range, json_object('v', range), 'b' FROM range(1000)"
+    )
+    con.execute("CHECKPOINT")
+    con.execute("DELETE FROM fhir.observation WHERE (resource ->> 'v')::INT % 10 < 3")  # 30 %
+    con.execute("CHECKPOINT")
+    kept = con.execute("SELECT * FROM fhir.observation ORDER BY id").fetchall()
+
+    assert build_module._compact_without_vacuum(con) == ["fhir.observation"]
+    con.execute("CHECKPOINT")
+    assert con.execute("SELECT * FROM fhir.observation ORDER BY id").fetchall() == kept
+    assert len(kept) == 700
+    assert _resource_compression(con, "fhir.observation") == {"ZSTD"}
+    con.close()
+
+
+def test_an_older_warehouse_gets_its_resources_in_zstd_at_the_next_build(
+    settings: Settings,
+) -> None:
+    """A fhir.* table from before RESOURCE_COLUMNS is rewritten once, rows unchanged."""
+    _first_batch(settings)
+    build_warehouse(settings)
+    con = duckdb.connect(str(settings.warehouse_db))
+    con.execute("CREATE TABLE fhir.old AS SELECT * FROM fhir.patient")  # no declared compression
+    con.execute("DROP TABLE fhir.patient")
+    con.execute("ALTER TABLE fhir.old RENAME TO patient")
+    con.execute("CHECKPOINT")
+    assert _resource_compression(con, "fhir.patient") != {"ZSTD"}
+    con.close()
+
+    _second_batch(settings)
+    assert build_warehouse(settings)["mode"] == "incremental"
+    con = duckdb.connect(str(settings.warehouse_db), read_only=True)
+    try:
+        assert _resource_compression(con, "fhir.patient") == {"ZSTD"}
+        ids = con.execute("SELECT id, batch_id FROM fhir.patient ORDER BY id").fetchall()
+        assert ids == [("p1", batch_id(2)), ("p3", batch_id(2))]
+    finally:
+        con.close()
 
 
 def test_incremental_build_reads_only_the_new_batches_gov_files(settings: Settings) -> None:
