@@ -35,6 +35,16 @@ from transforms.processes import frozen_heap, processes
 log = logging.getLogger(__name__)
 
 Builder = Callable[[dict[str, Any], str], list[dict[str, Any]]]
+# Every resource type the builders create.
+RESOURCE_TYPES = (
+    "Condition",
+    "DiagnosticReport",
+    "Encounter",
+    "MedicationAdministration",
+    "Observation",
+    "Patient",
+    "Procedure",
+)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import typing
 from collections import Counter
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -51,6 +52,20 @@ def complex_fields(model: type) -> dict[str, type]:
         if klass is not None and klass.__resource_type__ not in _ABSTRACT:
             fields[info.alias or name] = klass
     return fields
+
+
+def import_models(resource_types: Iterable[str]) -> set[type]:
+    """The model classes of these resource types and of every complex element they can hold,
+    imported now: fhir.resources creates each class on first use, which cost every freshly
+    forked sync process ~0.2 s for Walnut's 66 classes (0.12 s once, before forking)."""
+    models: set[type] = set()
+    stack = [model_of(resource_type) for resource_type in resource_types]
+    while stack:
+        model = stack.pop()
+        if model not in models:
+            models.add(model)
+            stack.extend(complex_fields(model).values())
+    return models
 
 
 def _element_class(annotation: Any) -> type | None:

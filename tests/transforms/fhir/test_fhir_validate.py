@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import re
+from pathlib import Path
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from transforms.fhir import mapper
 from transforms.fhir.common import RowError
-from transforms.fhir.validate import PROBE, ElementCache, complex_fields
+from transforms.fhir.validate import PROBE, ElementCache, complex_fields, import_models
 
 
 def _lab(**changes: object) -> dict:
@@ -131,3 +134,22 @@ def test_contained_resources_are_not_cached_as_abstract_resources() -> None:
     assert "contained" not in fields
     assert fields["code"].__name__ == "CodeableConcept"
     assert fields["valueQuantity"].__name__ == "Quantity"
+
+
+def test_import_models_holds_every_element_class_a_resource_can_carry() -> None:
+    models = import_models(["Observation"])
+    names = {model.__resource_type__ for model in models}
+    assert {"Observation", "CodeableConcept", "Coding", "Quantity", "Reference", "Meta"} <= names
+    assert all(set(complex_fields(model).values()) <= models for model in models)
+
+
+def test_resource_types_name_every_type_the_builders_create() -> None:
+    """The sync imports the models of RESOURCE_TYPES before forking; a builder's new type
+    missing there would only cost time, so this keeps the list complete."""
+    sources = Path(mapper.__file__).parent.glob("*.py")
+    created = {
+        match
+        for path in sources
+        for match in re.findall(r'new_resource\(\s*"(\w+)"', path.read_text(encoding="utf-8"))
+    }
+    assert created == set(mapper.RESOURCE_TYPES)
