@@ -238,7 +238,7 @@ class _Staging:
             writer.close()
 
     def discard(self) -> None:
-        self.pending = []
+        self.pending, self.pending_source = [], None
         for writer in self.writers.values():
             writer.discard()
 
