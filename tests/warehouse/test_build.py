@@ -169,6 +169,42 @@ def test_changed_views_fingerprint_recomputes_every_core_row(
     ]
 
 
+def test_incremental_build_reuses_the_compiled_views_of_its_fingerprint(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _first_batch(settings)
+    build_warehouse(settings)
+    stored = _query(settings, "SELECT DISTINCT views_sha256 FROM build.view_sql")
+    assert stored == [(build_module.views_fingerprint(),)]
+
+    def no_compiler() -> dict[str, str]:
+        raise AssertionError("the compiled views were not reused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(build_module, "compile_views", no_compiler)
+        _second_batch(settings)
+        build_warehouse(settings)
+    incremental = snapshot(settings.warehouse_db)
+    build_warehouse(settings, full=True)
+    assert snapshot(settings.warehouse_db) == incremental
+    # Kept out of the curated tables: neither counted nor exported.
+    assert not any(t.startswith("build.") for t in build_warehouse(settings)["tables"])
+    assert not list(settings.warehouse.rglob("*view_sql*"))
+
+
+def test_changed_views_fingerprint_compiles_the_views_again(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _first_batch(settings)
+    build_warehouse(settings)
+    _tamper(settings, "UPDATE build.view_sql SET sql = 'SELECT 1'")
+    monkeypatch.setattr(build_module, "views_fingerprint", lambda: "changed")
+    _second_batch(settings)
+    build_warehouse(settings)
+    assert _query(settings, "SELECT DISTINCT views_sha256 FROM build.view_sql") == [("changed",)]
+    assert _query(settings, "SELECT count(*) FROM core.condition") == [(2,)]
+
+
 def test_views_fingerprint_follows_the_views_and_their_compiler(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
