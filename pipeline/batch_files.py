@@ -12,20 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.quarantine_state import QUARANTINE_COLUMNS
 from pipeline.settings import Settings
-
-QUARANTINE_COLUMNS = (
-    "hospital",
-    "batch_id",
-    "table",
-    "source_file",
-    "source_row",
-    "row_hash",
-    "stage",
-    "rule_id",
-    "reason",
-    "payload",
-)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from pipeline.batch_files import (
     write_json,
     write_parquet,
 )
+from pipeline.quarantine_state import RELEASE_COLUMNS, RELEASE_FILE, quarantine_state_sql
 from pipeline.settings import Settings, hospitals, load_settings
 from transforms.canonical import arrow_schema
 from transforms.errors import ConfigError
@@ -42,21 +43,7 @@ from transforms.mapping import SiteMapping, load_site_mapping
 log = logging.getLogger(__name__)
 
 REPLAY_MARK = "-replay-"
-RELEASE_FILE = "quarantine_release.parquet"
 QUARANTINE_STAGES = ("extract", "validate", "fhir")
-RELEASE_COLUMNS = {
-    "hospital": "string",
-    "table": "string",
-    "original_batch_id": "string",
-    "quarantined_in": "string",
-    "source_file": "string",
-    "source_row": "int64",
-    "row_hash": "string",
-    "rule_id": "string",
-    "released_at": "string",
-    "replay_batch_id": "string",
-    "mapping_version": "string",
-}
 _REPLAY_ID = re.compile(r"^(?P<origin>.+)-replay-(?P<n>\d+)$")
 RowKey = tuple[str, str, int]  # (table, source file, source row)
 
@@ -65,35 +52,6 @@ def origin_of(batch_id: str) -> str:
     """The sync batch whose landed files hold a batch's rows (itself unless a replay)."""
     match = _REPLAY_ID.match(batch_id)
     return match["origin"] if match else batch_id
-
-
-def quarantine_state_sql(quarantine: str, release: str) -> str:
-    """SQL adding origin_batch_id, released_by, released_at and `open` to quarantine entries.
-
-    A row's current state is its latest attempt (original batch or a replay of it): an entry
-    is open when it belongs to that attempt and no replay released the row. Shared by replay
-    (which rows to retry) and the warehouse build (gov.quarantine), so both agree.
-    """
-    key = 'hospital, origin_batch_id, "table", source_file, source_row'
-    return f"""
-    WITH q AS (
-        SELECT *, regexp_replace(batch_id, '-replay-[0-9]+$', '') AS origin_batch_id
-        FROM {quarantine}
-    ), r AS (
-        SELECT hospital, original_batch_id AS origin_batch_id, "table", source_file,
-               source_row, min(replay_batch_id) AS released_by, min(released_at) AS released_at
-        FROM {release} GROUP BY ALL
-    ), attempts AS (
-        SELECT {key}, max(batch_id) AS last_attempt FROM (
-            SELECT {key}, batch_id FROM q
-            UNION ALL SELECT {key}, released_by FROM r
-        ) GROUP BY ALL
-    )
-    SELECT q.*, r.released_by, r.released_at,
-           r.released_by IS NULL AND q.batch_id = a.last_attempt AS open
-    FROM q JOIN attempts a USING ({key})
-    LEFT JOIN r USING ({key})
-    """
 
 
 def empty_release() -> pd.DataFrame:

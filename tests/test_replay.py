@@ -12,7 +12,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.replay import origin_of, plan_replay, quarantine_state, quarantine_state_sql
+from pipeline.quarantine_state import quarantine_state_sql
+from pipeline.replay import origin_of, plan_replay, quarantine_state
 from pipeline.settings import REPO_ROOT, load_settings
 from tests.phi_scan import find_phi, find_phi_in_text
 from tests.warehouse.warehouse_home import snapshot

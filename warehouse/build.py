@@ -441,7 +441,7 @@ def _update_gov(con: duckdb.DuckDBPyConnection, pending: list) -> bool:
     Reading every batch's files again cost 3.4–4.4 s per build after a year of nightlies
     (1,095 batches, ~6,500 files), whatever the night's delta.
     """
-    from pipeline.replay import quarantine_state_sql
+    from pipeline.quarantine_state import quarantine_state_sql
 
     tables = con.execute(
         "SELECT schema_name || '.' || table_name FROM duckdb_tables() "
@@ -514,7 +514,7 @@ def _insert_load_runs(con: duckdb.DuckDBPyConnection, folders: list[Path]) -> No
 
 def _gov_files(folders: list[Path]) -> dict[str, list[Path]]:
     """Each gov run table's per-batch files (present or not), in the batches' order."""
-    from pipeline.replay import RELEASE_FILE
+    from pipeline.quarantine_state import RELEASE_FILE
 
     return {
         "gov.quarantine": [
@@ -555,8 +555,11 @@ def _load_quarantine_state(con: duckdb.DuckDBPyConnection, releases: list[Path])
     """gov.quarantine_release (replay audit trail, from the `releases` files) and, on
     gov.quarantine, whether each entry is still `open` or was `released_by` a replay batch
     (pipeline/replay.py owns the rule)."""
-    from pipeline.batch_files import quarantine_frame
-    from pipeline.replay import empty_release, quarantine_state_sql
+    from pipeline.quarantine_state import (
+        QUARANTINE_COLUMNS,
+        RELEASE_COLUMNS,
+        quarantine_state_sql,
+    )
 
     if releases:
         con.execute(
@@ -564,14 +567,15 @@ def _load_quarantine_state(con: duckdb.DuckDBPyConnection, releases: list[Path])
             f"read_parquet({_sql_list(releases)}, union_by_name = true)"
         )
     else:
-        _create_from_frame(con, "gov.quarantine_release", empty_release())
+        _create_empty(con, "gov.quarantine_release", RELEASE_COLUMNS)
     columns = con.execute(
         "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
         "AND schema_name = 'gov' AND table_name = 'quarantine'"
     ).fetchall()
     if ("source_row",) not in columns:  # no quarantine files yet: an empty, typed table
         con.execute("DROP TABLE gov.quarantine")
-        _create_from_frame(con, "gov.quarantine", quarantine_frame([]))
+        quarantine = {c: "int64" if c == "source_row" else "string" for c in QUARANTINE_COLUMNS}
+        _create_empty(con, "gov.quarantine", quarantine)
     con.execute(
         "CREATE TABLE gov.quarantine_state AS "
         + quarantine_state_sql("gov.quarantine", "gov.quarantine_release")
@@ -580,12 +584,11 @@ def _load_quarantine_state(con: duckdb.DuckDBPyConnection, releases: list[Path])
     con.execute("ALTER TABLE gov.quarantine_state RENAME TO quarantine")
 
 
-def _create_from_frame(con: duckdb.DuckDBPyConnection, table: str, frame: object) -> None:
-    con.register("_frame", frame)
-    try:
-        con.execute(f"CREATE TABLE {table} AS SELECT * FROM _frame")
-    finally:
-        con.unregister("_frame")
+def _create_empty(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str]) -> None:
+    """An empty table with the columns of a frame of these pandas dtypes (string or int64)."""
+    types = {"string": "VARCHAR", "int64": "BIGINT"}
+    body = ", ".join(f'"{name}" {types[dtype]}' for name, dtype in columns.items())
+    con.execute(f"CREATE TABLE {table} ({body})")
 
 
 def _recompute_curated(

@@ -193,7 +193,7 @@ def trace_resource(resource_id: str, settings: Settings | None = None) -> dict:
 
 def find_release(gov: Path, row_hash: str) -> list[dict]:
     """Quarantine entries a replay batch released this row from (rule, batch), if any."""
-    from pipeline.replay import RELEASE_FILE
+    from pipeline.quarantine_state import RELEASE_FILE
 
     path = gov / RELEASE_FILE
     if not path.is_file():
