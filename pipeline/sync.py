@@ -43,6 +43,7 @@ from transforms.extract import read_landed
 from transforms.extract.landing import land_files, landed_batches, read_manifest
 from transforms.identity import load_pseudonym_key
 from transforms.mapping import FILE_KINDS, SiteMapping, load_site_mapping
+from transforms.seen_rows import SeenRows
 from transforms.standardize import conform, standardize_table
 from transforms.units import load_unit_table
 
@@ -119,13 +120,13 @@ def stage_batch(hospital: str, batch_id: str, settings: Settings | None = None) 
     key = load_pseudonym_key(allow_demo=settings.demo)
     staging = _Staging(files, mapping, key, load_unit_table())
     specs = {s.key: s for s in mapping.sources}
-    seen: dict[str, set[str]] = {}  # row hashes staged per source, across chunks and files
+    seen: dict[str, SeenRows] = {}  # row hashes staged per source, across chunks and files
     try:
         for landed in read_manifest(files.landing):
             for source_key in landed.sources:
                 spec = specs[source_key]
                 for raw in read_landed(spec, files.landing / landed.name, settings.chunk_rows):
-                    staging.add(spec, raw, landed.name, seen.setdefault(source_key, set()))
+                    staging.add(spec, raw, landed.name, seen.setdefault(source_key, SeenRows()))
                     del raw  # not held while the reader builds the next chunk
     except BaseException:
         staging.discard()
@@ -168,9 +169,9 @@ class _Staging:
     counts: dict[str, dict] = field(default_factory=dict)
     rejected: list[dict] = field(default_factory=list)
     pending: list[tuple[pd.DataFrame, str]] = field(default_factory=list)
-    pending_source: tuple[SourceSpec, set[str]] | None = None
+    pending_source: tuple[SourceSpec, SeenRows] | None = None
 
-    def add(self, spec: SourceSpec, raw: RawTable, landed_name: str, seen: set[str]) -> None:
+    def add(self, spec: SourceSpec, raw: RawTable, landed_name: str, seen: SeenRows) -> None:
         """Take one raw chunk; standardised and appended once `chunk_rows` rows or JOIN_CELLS
         cells are pending."""
         files, table = self.files, spec.table

@@ -19,6 +19,7 @@ from transforms.errors import MappingError
 from transforms.identity import normalise_resident_id, pseudonymise, resident_id_valid, row_hashes
 from transforms.linkage_keys import encode_names
 from transforms.mapping import ColumnSpec, SiteMapping
+from transforms.seen_rows import SeenRows
 from transforms.units import UnitTable, convert_to_ucum, normalise_unit_spelling, parse_numeric
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def standardize_table(
     source_file: str | pd.Series,
     units: UnitTable,
     source_key: str | None = None,
-    seen: set[str] | None = None,
+    seen: SeenRows | None = None,
 ) -> StagedTable:
     """Map one raw export (strings under source headers + `_source_row`) to canonical `table`.
 
@@ -119,7 +120,7 @@ def standardize_table(
     `raw`'s index) when the frame joins several small files of one source.
 
     `source_key` names the source's entry in columns.yaml (default: the table name). Exact
-    duplicates are dropped within `raw`; pass the same `seen` set (row hashes staged so far,
+    duplicates are dropped within `raw`; pass the same `seen` (row hashes staged so far,
     updated here) for every chunk of every file of the source in one batch, so duplicates are
     dropped across all of them.
     """
@@ -132,7 +133,7 @@ def standardize_table(
     dropped = {"duplicate_row": int(duplicate.sum())} if duplicate.any() else {}
     raw, hashes = raw.loc[~duplicate], hashes.loc[~duplicate]
     if seen is not None:
-        seen.update(hashes.tolist())
+        seen.add(hashes.tolist())
 
     dtypes = {c.name: c.dtype for c in TABLES[table]}
     out = pd.DataFrame(index=raw.index)
@@ -204,11 +205,11 @@ def standardize_table(
     return StagedTable(frame.reset_index(drop=True), dropped)
 
 
-def _duplicates(hashes: pd.Series, seen: set[str] | None) -> pd.Series:
+def _duplicates(hashes: pd.Series, seen: SeenRows | None) -> pd.Series:
     """Rows repeating an earlier row: earlier in `hashes`, or already in `seen`."""
     duplicate = hashes.duplicated(keep="first")
     if seen:
-        duplicate |= pd.Series([h in seen for h in hashes.tolist()], index=hashes.index)
+        duplicate |= pd.Series(seen.contains(hashes.tolist()), index=hashes.index)
     return duplicate
 
 
