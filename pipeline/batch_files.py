@@ -147,9 +147,7 @@ class NdjsonAppender:
 
 
 def quarantine_frame(rows: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=list(QUARANTINE_COLUMNS))
-    frame["source_row"] = frame["source_row"].astype("int64")
-    return frame.astype({c: "string" for c in QUARANTINE_COLUMNS if c != "source_row"})
+    return pd.DataFrame(rows, columns=list(QUARANTINE_COLUMNS)).astype(QUARANTINE_COLUMNS)
 
 
 def extract_rejections(

@@ -8,18 +8,19 @@ the 1 % delta's build at ~1M rows peaked at 437 MB RSS instead of 358 MB.
 
 from __future__ import annotations
 
-QUARANTINE_COLUMNS = (
-    "hospital",
-    "batch_id",
-    "table",
-    "source_file",
-    "source_row",
-    "row_hash",
-    "stage",
-    "rule_id",
-    "reason",
-    "payload",
-)
+# pandas dtypes of a quarantine entry (gov/<hospital>/<batch>/quarantine_<stage>.parquet).
+QUARANTINE_COLUMNS = {
+    "hospital": "string",
+    "batch_id": "string",
+    "table": "string",
+    "source_file": "string",
+    "source_row": "int64",
+    "row_hash": "string",
+    "stage": "string",
+    "rule_id": "string",
+    "reason": "string",
+    "payload": "string",
+}
 RELEASE_FILE = "quarantine_release.parquet"
 # pandas dtypes of a release record (gov/<hospital>/<replay>/quarantine_release.parquet).
 RELEASE_COLUMNS = {

@@ -574,8 +574,7 @@ def _load_quarantine_state(con: duckdb.DuckDBPyConnection, releases: list[Path])
     ).fetchall()
     if ("source_row",) not in columns:  # no quarantine files yet: an empty, typed table
         con.execute("DROP TABLE gov.quarantine")
-        quarantine = {c: "int64" if c == "source_row" else "string" for c in QUARANTINE_COLUMNS}
-        _create_empty(con, "gov.quarantine", quarantine)
+        _create_empty(con, "gov.quarantine", QUARANTINE_COLUMNS)
     con.execute(
         "CREATE TABLE gov.quarantine_state AS "
         + quarantine_state_sql("gov.quarantine", "gov.quarantine_release")
