@@ -671,6 +671,11 @@ def _write_build(
         con.execute("SET enable_progress_bar = false")
         # Bounded: beyond it DuckDB spills to a temp folder beside the file being built.
         con.execute(f"SET memory_limit = '{settings.duckdb_memory}'")
+        # Rows in any order unless a query says ORDER BY: keeping the order of their inputs made
+        # the merge and the flattening hold rows back, so they filled the limit (full build at
+        # ~1M rows: peak 493 MB at 320MB, 438 MB at 256MB without it, and 2-4 s faster). Every
+        # table's meaning is order-free: the newest version wins by batch id, not by position.
+        con.execute("SET preserve_insertion_order = false")
         if build["mode"] == "incremental":
             _compact_without_vacuum(con)
         merge_batches(con, settings, pending)
