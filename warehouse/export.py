@@ -35,10 +35,10 @@ LINK = "parquet"
 SNAPSHOTS = "parquet_snapshots"
 # zstd level 1 instead of DuckDB's default 3: writing ~1M core.observation rows took 2.0
 # instead of 2.95 CPU seconds, and the files came out no larger (59 vs 62 MB).
-# Row groups of 32k rows instead of 122,880: under the build's memory limit (then 0.6 of 320MB)
-# two writers buffering full-size groups of ~1M core.observation rows (a 120-byte lineage
-# each) pushed the table's own blocks out and read them back: 2.4 s, now 1.55 s, files 2 %
-# larger. Readers still get row groups to split work on.
+# Row groups of 32k rows instead of 122,880: under the snapshot's memory limit (0.6 of the
+# 320MB default then) two writers buffering full-size groups of ~1M core.observation rows (a
+# 120-byte lineage each) pushed the table's own blocks out and read them back: 2.4 s, now
+# 1.55 s, files 2 % larger. Readers still get row groups to split work on.
 OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 32768"
 CHECKSUMS = "_checksums.json"
 PARTITION = "hospital"
@@ -228,9 +228,11 @@ def _any_row_order(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Let COPY write rows in any order while the snapshot is written.
 
     Keeping insertion order made each COPY hold rows back to put them in order: under the
-    snapshot's memory limit (then 0.6 of 320MB) that pushed the table's own blocks out of DuckDB's
-    cache, which read them back. ~1M core.observation rows: 1.6-1.9 s, now 0.7 s. Readers
-    get no row order from Parquet anyway; the checksums ignore it.
+    snapshot's memory limit (0.6 of the 320MB default then) that pushed the table's own blocks
+    out of DuckDB's cache, which read them back. ~1M core.observation rows: 1.6-1.9 s, now
+    0.7 s. Readers get no row order from Parquet anyway; the checksums ignore it. The build's
+    connection has the order off already; this keeps the re-export of a live warehouse
+    (`export_parquet`) as fast.
     """
     (before,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
     con.execute("SET preserve_insertion_order = false")
