@@ -24,6 +24,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from transforms.fhir import null_check
 from transforms.fhir.common import RowError
 
 # Distinct elements kept per process; the cache is emptied when full, so memory stays flat.
@@ -33,6 +34,8 @@ MAX_ELEMENTS = 20_000
 # Lookups of one element class before it is judged worth caching (see ElementCache).
 PROBE = 1_000
 _ABSTRACT = {"Resource", "DomainResource"}
+
+null_check.install()
 
 
 @cache
