@@ -21,8 +21,8 @@ validation runs as shipped and the upgrade's tests say the list needs a look.
 from __future__ import annotations
 
 import logging
+import threading
 import types
-from functools import cache
 from importlib.metadata import version
 from typing import Any
 
@@ -31,6 +31,7 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 log = logging.getLogger(__name__)
 
 VERIFIED = ("1.1.12",)
+_lock = threading.Lock()
 
 
 def _fast_check(cls: type, data: Any, _original: Any = None) -> Any:
@@ -47,17 +48,24 @@ def check_function() -> types.FunctionType:
     return FHIRAbstractModel.__dict__["reject_null_complex_elements"].__func__
 
 
-@cache
 def install() -> bool:
     """Put the fast path in front of the check, once per process; False if not verified."""
-    installed = version("fhir-core")
-    if installed not in VERIFIED:
-        log.info("fhir-core %s: its null check runs as shipped (verified: %s)", installed, VERIFIED)
-        return False
-    check = check_function()
+    with _lock:
+        check = check_function()
+        if check.__code__ is _fast_check.__code__:
+            return True
+        installed = version("fhir-core")
+        if installed not in VERIFIED:
+            log.info("fhir-core %s: null check as shipped (verified: %s)", installed, VERIFIED)
+            return False
+        _swap(check)
+        return True
+
+
+def _swap(check: types.FunctionType) -> None:
+    """Give `check` the fast path's code; its own code stays callable as the `_original`."""
     original = types.FunctionType(
         check.__code__, check.__globals__, check.__name__, check.__defaults__, check.__closure__
     )
     check.__code__ = _fast_check.__code__
     check.__defaults__ = (original,)
-    return True
