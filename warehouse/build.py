@@ -664,44 +664,47 @@ def _write_build(
     Returns row counts and the Parquet snapshot folder, published after the database swap.
     """
     from warehouse.export import curated_tables, write_snapshot
+    from warehouse.pair_scorer import pair_scorer
 
-    con = duckdb.connect(str(tmp))
-    try:
-        # No progress bars: they would fill the Airflow task log with carriage returns.
-        con.execute("SET enable_progress_bar = false")
-        # Bounded: beyond it DuckDB spills to a temp folder beside the file being built.
-        con.execute(f"SET memory_limit = '{settings.duckdb_memory}'")
-        # Rows in any order unless a query says ORDER BY: keeping the order of their inputs made
-        # the merge and the flattening hold rows back, so they filled the limit (full build at
-        # ~1M rows: peak 493 MB at 320MB, 438 MB at 256MB without it, and 2-4 s faster). Every
-        # table's meaning is order-free: the newest version wins by batch id, not by position.
-        con.execute("SET preserve_insertion_order = false")
-        if build["mode"] == "incremental":
-            _compact_without_vacuum(con)
-        merge_batches(con, settings, pending)
-        _recompute_curated(
-            con, batches, build, pending=pending if build["mode"] == "incremental" else None
-        )
-        con.execute(
-            "INSERT INTO gov.build_run VALUES (?, ?, ?, ?)",
-            [dt.datetime.now(dt.UTC), build["mode"], len(pending), build["views"]],
-        )
-        # Every table but the links is exported before linkage: the snapshot's DuckDB cache
-        # and Splink's Python memory (~130 MB at 1M rows, kept once imported) never add up.
-        curated = {f"{schema}.{table}" for schema, table, _ in curated_tables(con)}
-        snapshot_memory = int(memory_bytes(settings.duckdb_memory) * SNAPSHOT_MEMORY_SHARE)
-        con.execute(f"SET memory_limit = '{snapshot_memory}B'")
-        snapshot = write_snapshot(con, settings.warehouse, tables=curated - {LINK_TABLE})
-        from warehouse.linkage import build_patient_links  # lazily: Splink is read only here
+    # Forked before the first query, so Splink's memory never adds to DuckDB's (pair_scorer).
+    with pair_scorer() as score:
+        con = duckdb.connect(str(tmp))
+        try:
+            # No progress bars: they would fill the Airflow task log with carriage returns.
+            con.execute("SET enable_progress_bar = false")
+            # Bounded: beyond it DuckDB spills to a temp folder beside the file being built.
+            con.execute(f"SET memory_limit = '{settings.duckdb_memory}'")
+            # Rows in any order unless a query says ORDER BY: keeping the order of their inputs made
+            # the merge and the flattening hold rows back, so they filled the limit (full build at
+            # ~1M rows: peak 493 MB at 320MB, 438 MB at 256MB without it, and 2-4 s faster). Every
+            # table's meaning is order-free: the newest version wins by batch id, not by position.
+            con.execute("SET preserve_insertion_order = false")
+            if build["mode"] == "incremental":
+                _compact_without_vacuum(con)
+            merge_batches(con, settings, pending)
+            _recompute_curated(
+                con, batches, build, pending=pending if build["mode"] == "incremental" else None
+            )
+            con.execute(
+                "INSERT INTO gov.build_run VALUES (?, ?, ?, ?)",
+                [dt.datetime.now(dt.UTC), build["mode"], len(pending), build["views"]],
+            )
+            # Every table but the links is exported before linkage: the snapshot's DuckDB cache
+            # and pandas with the linkage records never add up.
+            curated = {f"{schema}.{table}" for schema, table, _ in curated_tables(con)}
+            snapshot_memory = int(memory_bytes(settings.duckdb_memory) * SNAPSHOT_MEMORY_SHARE)
+            con.execute(f"SET memory_limit = '{snapshot_memory}B'")
+            snapshot = write_snapshot(con, settings.warehouse, tables=curated - {LINK_TABLE})
+            from warehouse.linkage import build_patient_links  # lazily: pandas loads here
 
-        _release_cache(con, settings.duckdb_memory)
-        build_patient_links(con, settings)  # core.patient_link, counted by count_rows below
-        write_snapshot(con, settings.warehouse, tables={LINK_TABLE}, into=snapshot)
-        counts = count_rows(con)
-        con.execute("CHECKPOINT")
-        return counts, snapshot
-    finally:
-        con.close()
+            _release_cache(con, settings.duckdb_memory)
+            build_patient_links(con, settings, score)  # core.patient_link, counted below
+            write_snapshot(con, settings.warehouse, tables={LINK_TABLE}, into=snapshot)
+            counts = count_rows(con)
+            con.execute("CHECKPOINT")
+            return counts, snapshot
+        finally:
+            con.close()
 
 
 def deleted_shares(con: duckdb.DuckDBPyConnection) -> dict[str, float]:

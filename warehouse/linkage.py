@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
@@ -61,10 +62,14 @@ INPUTS_COMMENT = "linkage inputs sha256 "
 
 
 def build_patient_links(
-    con: duckdb.DuckDBPyConnection, settings: Settings | None = None
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings | None = None,
+    score: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> dict[str, int]:
     """(Re)create core.patient_link from core.patient and the staged name keys, unless the
     existing table was computed from the same inputs (see `inputs_fingerprint`).
+
+    `score` is `score_pairs` or its equal in another process (the build's `pair_scorer`).
 
     Returns row counts: `core.patient_link` and the number of multi-patient clusters.
     """
@@ -75,7 +80,7 @@ def build_patient_links(
         log.info("patient links: inputs unchanged since they were computed; kept as they are")
         return _link_counts(con)
     exact = exact_pairs(records)
-    scored = score_pairs(records)
+    scored = (score or score_pairs)(records)
     links = cluster_patients(records, exact, scored)
     con.register("_patient_link", links)
     try:
