@@ -13,10 +13,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # each extra chunk costs a GX validation call (~0.3-0.6 s fixed) and a garbage collection.
 DEFAULT_CHUNK_ROWS = 50_000
 # DuckDB memory for a warehouse build; beyond it DuckDB spills to disk. At ~1.5M resources a
-# full build peaks at ~2 GB RSS unbounded, ~700 MB at 512MB, ~495 MB at 320MB and ~438 MB at
-# 256MB. With insertion order kept, 256MB cost the merge +3.5 s as it started to spill; the
-# build lets DuckDB reorder rows (see warehouse/build.py) and is no slower at 256MB than at 320MB.
-DEFAULT_DUCKDB_MEMORY = "256MB"
+# full build peaks at ~2 GB RSS unbounded, ~700 MB at 512MB, ~495 MB at 320MB; its merge and
+# flattening at ~433 MB at 256MB and ~371 MB at 192MB, in the same 15-19 s (linkage, which
+# used to be the peak, scores in its own process: warehouse/pair_scorer.py). With insertion
+# order kept, 256MB cost the merge +3.5 s as it started to spill; the build lets DuckDB reorder
+# rows (see warehouse/build.py).
+DEFAULT_DUCKDB_MEMORY = "192MB"
 _MEMORY = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 

@@ -9,7 +9,7 @@ from transforms.errors import ConfigError
 
 
 def test_default_and_override() -> None:
-    assert load_settings({}).duckdb_memory == DEFAULT_DUCKDB_MEMORY == "256MB"
+    assert load_settings({}).duckdb_memory == DEFAULT_DUCKDB_MEMORY == "192MB"
     assert load_settings({"WALNUT_DUCKDB_MEMORY": " 2GB "}).duckdb_memory == "2GB"
     assert load_settings({"WALNUT_DUCKDB_MEMORY": "1.5GiB"}).duckdb_memory == "1.5GiB"
 
