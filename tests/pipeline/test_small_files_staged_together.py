@@ -78,6 +78,8 @@ def test_a_feed_of_daily_files_is_standardised_in_few_calls_with_per_file_lineag
     monkeypatch.setattr(sync, "JOIN_CELLS", max(lab_calls) // 4)
     by_cells, calls = _stage(landed, tmp_path / "cells", monkeypatch, per_chunk=False)
     assert 2 < len([1 for table, _ in calls if table == "lab"]) < feed_files
+    # within the budget: a chunk is never joined with the one that would pass it
+    assert max(cells for table, cells in calls if table == "lab") <= sync.JOIN_CELLS
 
     for table in ("lab", "patient", "diagnosis", "treatment", "followup"):
         expected = _staged(one_by_one, landed[1], table)
