@@ -29,7 +29,7 @@ from typing import Any
 from pipeline import sync
 from pipeline.settings import Settings, load_settings
 from transforms.errors import WalnutError
-from transforms.processes import frozen_heap, processes
+from transforms.processes import frozen_heap, processes, send_outcome
 
 
 class SyncProcessDied(RuntimeError):
@@ -198,11 +198,4 @@ def _finish_one(hospital: str, batch_id: str, settings: Settings, writer: Connec
 
 
 def _send(writer: Connection, hospital: str, work: partial) -> None:
-    try:
-        outcome = work()
-    except Exception as exc:  # sent to the parent, which reports it per hospital
-        outcome = exc
-    try:
-        writer.send((hospital, outcome))
-    except Exception:  # an exception that does not pickle: send its type and message instead
-        writer.send((hospital, RuntimeError(f"{type(outcome).__name__}: {outcome}")))
+    send_outcome(writer, work, lambda outcome: (hospital, outcome))

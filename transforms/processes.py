@@ -1,4 +1,5 @@
-"""Processes: how many workers a step may use, a heap ready to fork them, a quick exit."""
+"""Processes: how many workers a step may use, a heap ready to fork them, their replies, a
+quick exit."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import ctypes
 import gc
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
+from multiprocessing.connection import Connection
+from typing import Any
 
 from transforms.errors import ConfigError
 
@@ -61,6 +64,24 @@ def release_free_memory() -> None:
     malloc_trim = _malloc_trim()
     if malloc_trim is not None:
         malloc_trim(0)
+
+
+def send_outcome(
+    writer: Connection, work: Callable[[], Any], wrap: Callable[[Any], Any] = lambda o: o
+) -> None:
+    """A forked worker's reply: what `work()` returned or the exception it raised, through
+    `wrap` (e.g. tagged with its hospital); the parent decides what to report.
+
+    An outcome that does not pickle goes as a RuntimeError with its type and message.
+    """
+    try:
+        outcome = work()
+    except Exception as exc:  # sent to the parent, which reports or raises it
+        outcome = exc
+    try:
+        writer.send(wrap(outcome))
+    except Exception:
+        writer.send(wrap(RuntimeError(f"{type(outcome).__name__}: {outcome}")))
 
 
 @cache

@@ -16,10 +16,11 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from transforms.processes import frozen_heap
+from transforms.processes import frozen_heap, send_outcome
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,12 +91,4 @@ def _serve(conn: Connection, builds_end: Connection) -> None:
         return
     from warehouse.linkage import score_pairs  # lazily: pandas and Splink load here only
 
-    outcome: Any
-    try:
-        outcome = score_pairs(records)
-    except Exception as exc:  # sent to the build, which raises it
-        outcome = exc
-    try:
-        conn.send(outcome)
-    except Exception:  # an exception that does not pickle: its type and message instead
-        conn.send(RuntimeError(f"{type(outcome).__name__}: {outcome}"))
+    send_outcome(conn, partial(score_pairs, records))  # an exception is raised in the build
