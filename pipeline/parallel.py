@@ -1,28 +1,32 @@
 """Sync several hospitals at once, one process each, as the Airflow DAGs run side by side.
 
 A hospital's staging and validation run on one core; syncing hospitals in parallel keeps the
-second core busy. Processes are forked after the heavy imports, so a worker starts in
-milliseconds instead of re-importing Great Expectations and fhir.resources.
+second core busy.
 
-Landing and staging need neither. While this process imports them (about 2 s on one core, most
-of a nightly delta's fixed cost), an early process forked before the imports lands and stages
-hospitals in turn, and stops taking new ones once the imports are done. The rest of those
-hospitals' syncs, and the whole sync of every other hospital, run in processes forked after.
+Landing and staging need neither Great Expectations nor the FHIR models. They run in `jobs`
+processes forked before this process imports those (about 2 s on one core, most of a nightly
+delta's fixed cost), which take hospitals in turn: the first at once, the others once the
+imports are done, so that they leave the imports a core. Staging in a process without them
+keeps its peak ~100 MB lower: at ~1M rows a hospital staged in a process forked after the
+imports peaked at 442 MB, the same staging before them at ~340 MB.
 
-Each of those gets a fresh process that exits when its sync ends: a process reused for the next
-hospital would start it with all the memory the previous one left in its allocators (~100 MB at
-~1M rows), and the FHIR workers it forks would inherit that too.
+Each staged batch is then finished (validated, mapped, reconciled) in a fresh process forked
+after the imports, so it starts in milliseconds instead of importing them again. A process
+reused for the next hospital would start it with all the memory the previous one left in its
+allocators (~100 MB at ~1M rows), and the FHIR workers it forks would inherit that too.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from functools import partial
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
@@ -101,57 +105,73 @@ def sync_hospitals(
             except Exception as exc:  # reported per hospital by the caller
                 yield hospital, exc
         return
-    claimed = multiprocessing.get_context("fork").Value("i", 0)  # next hospital to take
-    early, early_process = _start(_stage_in_turn, hospitals, settings, claimed)
+    context = multiprocessing.get_context("fork")
+    claimed = context.Value("i", 0)  # next hospital to take
+    imported = context.Event()
+    running: dict[Connection, _Child] = {}
+    for start in [None] + [imported] * (jobs - 1):
+        reader, process = _start(_stage_in_turn, hospitals, settings, claimed, start)
+        running[reader] = _Child([], process, claims=True)
     try:
         _preload(hospitals, settings)
+    except BaseException:
+        with claimed.get_lock():  # the stagers finish what they took and take no more
+            claimed.value = len(hospitals)
+        raise
     finally:
-        with claimed.get_lock():  # the early process keeps what it took and takes no more
-            taken, claimed.value = claimed.value, len(hospitals)
-    running = {early: _Child(hospitals[:taken], early_process)}
-    to_sync = deque(hospitals[taken:])
+        imported.set()
     staged: deque[tuple[str, str]] = deque()
-    while to_sync or staged or running:
-        while len(running) < jobs and (staged or to_sync):
-            if staged:  # before new ones: its staged files are waiting
-                hospital, batch_id = staged.popleft()
-                reader, process = _start(_finish_one, hospital, batch_id, settings)
-            else:
-                hospital = to_sync.popleft()
-                reader, process = _start(_sync_and_send, hospital, settings)
+    while staged or running:
+        while len(running) < jobs and staged:
+            hospital, batch_id = staged.popleft()
+            reader, process = _start(_finish_one, hospital, batch_id, settings)
             running[reader] = _Child([hospital], process)
         for reader in wait(list(running)):
             child = running[reader]
             for hospital, outcome in child.received(reader):
-                if isinstance(outcome, str):  # a batch the early process staged
+                if isinstance(outcome, str):  # a batch a stager staged
                     staged.append((hospital, outcome))
                 else:
                     yield hospital, sync.nothing_new(hospital) if outcome is None else outcome
-            if not child.owed:
+            if child.done:
                 del running[reader]
 
 
-class _Child:
-    """A forked process and the hospitals it still owes an outcome for."""
+class _Claimed:
+    """A stager's message that it took a hospital: it owes that hospital's outcome."""
 
-    def __init__(self, owed: list[str], process: BaseProcess) -> None:
+
+class _Child:
+    """A forked process and the hospitals it owes an outcome for.
+
+    A finisher owes its one hospital and is done once it sent it; a stager (`claims`) owes
+    the hospitals it took so far, and is done at EOF, when it has taken its last.
+    """
+
+    def __init__(self, owed: list[str], process: BaseProcess, claims: bool = False) -> None:
         self.owed = owed
         self.process = process
+        self.claims = claims
+        self.done = False
 
     def received(self, reader: Connection) -> Iterator[tuple[str, Any]]:
-        """The next (hospital, outcome) it sent; once it owes nothing, or at EOF, it is reaped
-        and every hospital it still owed gets SyncProcessDied."""
+        """The next (hospital, outcome) it sent. Once it is done, or at EOF, it is reaped and
+        every hospital it still owed gets SyncProcessDied."""
         try:
             hospital, outcome = reader.recv()
         except EOFError:
             hospital = None
         if hospital is not None:
+            if isinstance(outcome, _Claimed):
+                self.owed.append(hospital)
+                return
             self.owed.remove(hospital)
             yield hospital, outcome
-            if self.owed:
+            if self.owed or self.claims:
                 return
         reader.close()
         self.process.join()
+        self.done = True
         for name in self.owed:
             yield (
                 name,
@@ -176,21 +196,28 @@ def _start(target: Any, *args: Any) -> tuple[Connection, BaseProcess]:
 
 
 def _stage_in_turn(
-    hospitals: list[str], settings: Settings, claimed: Synchronized, writer: Connection
+    hospitals: list[str],
+    settings: Settings,
+    claimed: Synchronized,
+    start: Event | None,
+    writer: Connection,
 ) -> None:
-    """Land and stage hospitals in turn until none is left to take; sends each one's batch id
-    (None: nothing new) or exception."""
+    """Once `start` is set (None: at once), land and stage hospitals in turn until none is left
+    to take; sends _Claimed() for each one taken, then its batch id (None: nothing new) or
+    exception."""
+    parent = os.getppid()
+    while start is not None and not start.wait(1.0):
+        if os.getppid() != parent:  # the parent is gone: nobody to stage for
+            return
     while True:
         with claimed.get_lock():
             index = claimed.value
             if index >= len(hospitals):
                 return
             claimed.value = index + 1
-        _send(writer, hospitals[index], partial(sync.land_and_stage, hospitals[index], settings))
-
-
-def _sync_and_send(hospital: str, settings: Settings, writer: Connection) -> None:
-    _send(writer, hospital, partial(sync.sync_hospital, hospital, settings))
+        hospital = hospitals[index]
+        writer.send((hospital, _Claimed()))
+        _send(writer, hospital, partial(sync.land_and_stage, hospital, settings))
 
 
 def _finish_one(hospital: str, batch_id: str, settings: Settings, writer: Connection) -> None:

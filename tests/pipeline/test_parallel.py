@@ -175,6 +175,29 @@ def test_hospitals_are_staged_while_the_heavy_imports_load(
     assert len({run["pid"] for run in runs.values()} | {early}) == len(everyone) + 1
 
 
+def test_hospitals_are_staged_without_the_heavy_imports_even_when_these_end_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With staging slower than the imports (a ~1M-row load), every hospital is still staged
+    in a process forked before them (both cores' worth), and finished in one forked after."""
+    imported: list[int] = []
+    monkeypatch.setattr(parallel, "_preload", lambda hospitals, settings: imported.append(1))
+
+    def stage(hospital: str, settings: Settings) -> str:
+        time.sleep(0.2)
+        return f"{os.getpid()}:{bool(imported)}"
+
+    def finish(hospital: str, batch_id: str, settings: Settings) -> dict:
+        pid, seen = batch_id.split(":")
+        return {"staged_in": int(pid), "staged_with": seen == "True", "with": bool(imported)}
+
+    runs = _sync_all_with(stage, tmp_path, monkeypatch, finish=finish)
+    assert len(runs) == len(HOSPITALS) + 1
+    assert all(not run["staged_with"] and run["with"] for run in runs.values())
+    stagers = {run["staged_in"] for run in runs.values()}
+    assert len(stagers) == 2 and os.getpid() not in stagers
+
+
 def test_the_early_process_dying_is_reported_for_its_hospital_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
