@@ -19,7 +19,6 @@ allocators (~100 MB at ~1M rows), and the FHIR workers it forks would inherit th
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from functools import partial
@@ -205,9 +204,9 @@ def _stage_in_turn(
     """Once `start` is set (None: at once), land and stage hospitals in turn until none is left
     to take; sends _Claimed() for each one taken, then its batch id (None: nothing new) or
     exception."""
-    parent = os.getppid()
+    parent = multiprocessing.parent_process()
     while start is not None and not start.wait(1.0):
-        if os.getppid() != parent:  # the parent is gone: nobody to stage for
+        if parent is not None and not parent.is_alive():  # nobody left to stage for
             return
     while True:
         with claimed.get_lock():

@@ -198,6 +198,50 @@ def test_hospitals_are_staged_without_the_heavy_imports_even_when_these_end_firs
     assert len(stagers) == 2 and os.getpid() not in stagers
 
 
+_KILLED_DURING_IMPORTS = """
+import multiprocessing, os, sys
+import pipeline.parallel as parallel
+from pipeline.settings import load_settings
+
+def preload(hospitals, settings):
+    with open(sys.argv[1], "w") as out:
+        out.write(" ".join(str(p.pid) for p in multiprocessing.active_children()))
+    os._exit(9)  # killed while importing: the waiting stagers are never started
+
+parallel._preload = preload
+settings = load_settings({"WALNUT_HOME": sys.argv[2], "WALNUT_DEMO": "1"})
+list(parallel.sync_hospitals(["east_liver", "north_chest"], settings, jobs=2))
+"""
+
+
+def _running(pid: int) -> bool:
+    """True while the process exists and is not a zombie (exited, not yet reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_stagers_waiting_for_the_imports_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    pids_file = tmp_path / "stagers"
+    subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-c", _KILLED_DURING_IMPORTS, str(pids_file), str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+        timeout=60,
+    )
+    stagers = [int(pid) for pid in pids_file.read_text().split()]
+    assert len(stagers) == 2
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in stagers):
+        assert time.monotonic() < deadline, "a stager outlived its parent"
+        time.sleep(0.1)
+
+
 def test_the_early_process_dying_is_reported_for_its_hospital_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
