@@ -32,7 +32,7 @@ from typing import Any
 from pipeline import sync
 from pipeline.settings import Settings, load_settings
 from transforms.errors import WalnutError
-from transforms.processes import frozen_heap, processes, send_outcome
+from transforms.processes import fork_worker, processes, send_outcome
 
 
 class SyncProcessDied(RuntimeError):
@@ -109,7 +109,7 @@ def sync_hospitals(
     imported = context.Event()
     running: dict[Connection, _Child] = {}
     for start in [None] + [imported] * (jobs - 1):
-        reader, process = _start(_stage_in_turn, hospitals, settings, claimed, start)
+        reader, process = fork_worker(_stage_in_turn, hospitals, settings, claimed, start)
         running[reader] = _Child([], process, claims=True)
     try:
         _preload(hospitals, settings)
@@ -123,7 +123,7 @@ def sync_hospitals(
     while staged or running:
         while len(running) < jobs and staged:
             hospital, batch_id = staged.popleft()
-            reader, process = _start(_finish_one, hospital, batch_id, settings)
+            reader, process = fork_worker(_finish_one, hospital, batch_id, settings)
             running[reader] = _Child([hospital], process)
         for reader in wait(list(running)):
             child = running[reader]
@@ -181,17 +181,6 @@ class _Child:
                 ),
             )
         self.owed = []
-
-
-def _start(target: Any, *args: Any) -> tuple[Connection, BaseProcess]:
-    """Fork a process running `target(*args, writer)`; it sends (hospital, outcome) pairs."""
-    context = multiprocessing.get_context("fork")
-    reader, writer = context.Pipe(duplex=False)
-    process = context.Process(target=target, args=(*args, writer))
-    with frozen_heap():
-        process.start()
-    writer.close()  # the child's copy stays open: EOF here means the child is gone
-    return reader, process
 
 
 def _stage_in_turn(

@@ -1,17 +1,19 @@
-"""Processes: how many workers a step may use, a heap ready to fork them, their replies, a
-quick exit."""
+"""Processes: how many workers a step may use, forking them from a frozen heap, their replies,
+a quick exit."""
 
 from __future__ import annotations
 
 import atexit
 import ctypes
 import gc
+import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from transforms.errors import ConfigError
@@ -64,6 +66,29 @@ def release_free_memory() -> None:
     malloc_trim = _malloc_trim()
     if malloc_trim is not None:
         malloc_trim(0)
+
+
+def fork_worker(
+    target: Callable[..., None], *args: Any, duplex: bool = False, daemon: bool = False
+) -> tuple[Connection, BaseProcess]:
+    """Fork a process running `target(*args, conn)` from a frozen heap; returns this side's end
+    of the pipe and the process. Without `duplex` the child only writes to it; a `daemon` is
+    terminated when this process exits.
+
+    Each side closes the other's end, so EOF on either means the other process is gone.
+    """
+    context = multiprocessing.get_context("fork")
+    mine, theirs = context.Pipe(duplex=duplex)
+    process = context.Process(target=_run_worker, args=(mine, target, *args, theirs), daemon=daemon)
+    with frozen_heap():
+        process.start()
+    theirs.close()
+    return mine, process
+
+
+def _run_worker(parents: Connection, target: Callable[..., None], *args: Any) -> None:
+    parents.close()
+    target(*args)
 
 
 def send_outcome(

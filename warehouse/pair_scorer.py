@@ -20,7 +20,7 @@ from functools import partial
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
-from transforms.processes import frozen_heap, send_outcome
+from transforms.processes import fork_worker, send_outcome
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,12 +34,7 @@ class PairScorer:
     """`score_pairs` run in the forked process; call it once, with the linkage records."""
 
     def __init__(self) -> None:
-        context = multiprocessing.get_context("fork")
-        self._conn, child_end = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child_end, self._conn), daemon=True)
-        with frozen_heap():
-            self._process.start()
-        child_end.close()
+        self._conn, self._process = fork_worker(_serve, duplex=True, daemon=True)
 
     def __call__(self, records: pd.DataFrame) -> pd.DataFrame:
         try:
@@ -83,8 +78,7 @@ def pair_scorer() -> Iterator[Callable[[pd.DataFrame], pd.DataFrame]]:
         scorer.close()
 
 
-def _serve(conn: Connection, builds_end: Connection) -> None:
-    builds_end.close()  # the copy forked with it: the build closing its end must read as EOF
+def _serve(conn: Connection) -> None:
     try:
         records = conn.recv()
     except EOFError:  # nothing to score
